@@ -1,0 +1,189 @@
+"""On-disk data layouts and their readers.
+
+- labeled folder:   ROOT/<class>/<name>.<ext>
+- paired folder:    ROOT/<modality>/[<class>/]<stem>.<ext>   (equal class + stem pair images across modalities)
+- target folder:    ROOT/<name>.<ext> or ROOT/<class>/<name>.<ext> (labels optional); a paired-folder root works
+                    too, its <modality>/ subfolder is used.
+A folder named after its modality (depth/, nir/, thermal/, rgb/) says its modality; elsewhere it must be stated.
+Capture sessions (a directory with a session manifest) are read through the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from socketedge.data.imageio import MODALITIES, is_image
+from socketedge.errors import ConfigError, DataError
+
+SESSION_MANIFEST = "session.json"
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    path: Path
+    key: str  # "<class>/<stem>" or "<stem>": what pairs images across modalities
+    label: int | None = None
+
+
+@dataclass
+class ImageSet:
+    root: Path
+    modality: str
+    items: list[ImageItem]
+    class_names: list[str] | None  # None when unlabeled
+
+    @property
+    def labeled(self) -> bool:
+        return self.class_names is not None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass
+class PairedSet:
+    root: Path
+    modalities: tuple[str, str]
+    a: ImageSet  # e.g. rgb, item i pairs with b.items[i] (same key)
+    b: ImageSet  # e.g. depth
+
+    def __len__(self) -> int:
+        return len(self.a.items)
+
+
+def _require_dir(root: Path, what: str) -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"{what} {root} does not exist")
+    if not root.is_dir():
+        raise DataError(f"{what} {root} is not a directory")
+    return root
+
+
+def _subdirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
+
+
+def _scan(root: Path, modality: str, labels: str, what: str,
+          class_names: list[str] | None = None) -> ImageSet:
+    """labels: 'required' (class folders), 'optional' (class folders or flat)."""
+    flat = _images(root)
+    classes = [d for d in _subdirs(root) if d.name not in MODALITIES or labels == "required"]
+    if labels == "optional" and flat and not classes:
+        return ImageSet(root, modality, [ImageItem(p, p.stem) for p in flat], None)
+    if not classes:
+        hint = "class folders ROOT/<class>/*.png" if labels == "required" else "images or class folders"
+        raise DataError(f"{what} {root} is empty; expected {hint}")
+    if flat and labels == "required":
+        raise DataError(f"{what} {root} mixes images ({flat[0].name}) with class folders; move them into a class")
+    names = [d.name for d in classes]
+    if class_names is not None:
+        unknown = sorted(set(names) - set(class_names))
+        if unknown:
+            raise DataError(f"{what} {root} has classes {unknown} that the model does not know; "
+                            f"model classes: {', '.join(class_names)}")
+        names = list(class_names)
+    index = {n: i for i, n in enumerate(names)}
+    items = []
+    for d in classes:
+        imgs = _images(d)
+        if not imgs:
+            raise DataError(f"class folder {d} has no images")
+        items += [ImageItem(p, f"{d.name}/{p.stem}", index[d.name]) for p in imgs]
+    return ImageSet(root, modality, items, names)
+
+
+def resolve_modality(root: Path, modality: str | None, default: str | None = None) -> tuple[Path, str]:
+    """Where the images of ``root`` live and which modality they are."""
+    if modality is not None and modality not in MODALITIES:
+        raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    if root.name in MODALITIES:
+        if modality and modality != root.name:
+            raise ConfigError(f"folder {root} is named {root.name!r} but --modality {modality} was given")
+        return root, root.name
+    present = [d.name for d in _subdirs(root) if d.name in MODALITIES]
+    if modality and modality in present:
+        return root / modality, modality
+    if not modality:
+        targets = [m for m in present if m != "rgb"]
+        if len(targets) == 1:
+            return root / targets[0], targets[0]
+        if default:
+            return root, default
+        raise ConfigError(f"cannot tell the modality of {root}: name the folder after it "
+                          f"({', '.join(MODALITIES)}) or pass --modality")
+    return root, modality
+
+
+def labeled_folder(root: Path, modality: str | None = "rgb", class_names: list[str] | None = None) -> ImageSet:
+    """Labeled images in class folders (a paired root with a modality subfolder works too)."""
+    root = _require_dir(Path(root), "data folder")
+    if _is_session(root):
+        return _session_set(root, modality, labels="required", class_names=class_names)
+    folder, modality = resolve_modality(root, modality)
+    return _scan(folder, modality, "required", "data folder", class_names)
+
+
+def target_folder(root: Path, modality: str | None = None, class_names: list[str] | None = None) -> ImageSet:
+    """Target-modality images, flat or in class folders; labels are used when present."""
+    root = _require_dir(Path(root), "target folder")
+    if _is_session(root):
+        return _session_set(root, modality, labels="optional", class_names=class_names)
+    folder, modality = resolve_modality(root, modality)
+    if modality == "rgb":
+        raise ConfigError(f"target folder {folder} holds RGB images; the target is a depth/nir/thermal modality")
+    return _scan(folder, modality, "optional", "target folder", class_names)
+
+
+def paired_folder(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
+    """Pairs of ROOT/<a>/… and ROOT/<b>/… images matched by class and stem (never by list position)."""
+    root = _require_dir(Path(root), "paired folder")
+    if _is_session(root):
+        from socketedge.capture.session import session_pairs
+
+        return session_pairs(root, a, b)
+    present = [d.name for d in _subdirs(root) if d.name in MODALITIES]
+    if b is None:
+        others = [m for m in present if m != a]
+        if len(others) != 1:
+            raise DataError(f"paired folder {root} must hold {a}/ and one target modality folder "
+                            f"({', '.join(m for m in MODALITIES if m != a)}); found {present or 'none'}")
+        b = others[0]
+    for m in (a, b):
+        if m not in present:
+            raise DataError(f"paired folder {root} has no {m}/ folder; expected ROOT/{a}/ and ROOT/{b}/")
+    sa = _scan(root / a, a, "optional", "paired folder")
+    sb = _scan(root / b, b, "optional", "paired folder")
+    return match_pairs(root, sa, sb)
+
+
+def match_pairs(root: Path, sa: ImageSet, sb: ImageSet) -> PairedSet:
+    by_key = {it.key: it for it in sb.items}
+    items_a, items_b = [], []
+    for it in sa.items:
+        other = by_key.get(it.key)
+        if other is not None:
+            items_a.append(it)
+            items_b.append(other)
+    if not items_a:
+        raise DataError(f"paired folder {root}: no {sa.modality}/{sb.modality} pairs share a name; "
+                        f"pairs are matched by <class>/<stem>, e.g. {sa.modality}/0001.png ↔ {sb.modality}/0001.png")
+    classes = sa.class_names if sa.class_names == sb.class_names else None
+    return PairedSet(root, (sa.modality, sb.modality),
+                     ImageSet(sa.root, sa.modality, items_a, classes),
+                     ImageSet(sb.root, sb.modality, items_b, classes))
+
+
+def _is_session(root: Path) -> bool:
+    return (root / SESSION_MANIFEST).is_file()
+
+
+def _session_set(root: Path, modality: str | None, labels: str, class_names: list[str] | None) -> ImageSet:
+    from socketedge.capture.session import session_images
+
+    return session_images(root, modality, labels=labels, class_names=class_names)

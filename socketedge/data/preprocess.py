@@ -1,0 +1,91 @@
+"""Modality preprocessing: data that travels with every model and one torch implementation of it.
+
+raw frame (sensor units) → [0, 1] → 3 channels → resize to the model's input size → normalise with the source
+model's RGB statistics. Depth: uint16 × depth_scale → metres → clip to [near, far] → (d - near) / (far - near).
+NIR / thermal / RGB: uint8 / 255. The same module is used by training, eval and the exported graph.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, model_validator
+from torch import nn
+
+from socketedge.data.imageio import MODALITIES
+from socketedge.errors import ConfigError
+
+DEFAULT_DEPTH_SCALE = 0.001  # metres per unit (RealSense D4xx, Azure Kinect: millimetres)
+DEFAULT_DEPTH_RANGE = (0.3, 5.0)  # metres
+
+
+class Preprocessing(BaseModel):
+    modality: Literal["rgb", "depth", "nir", "thermal"]
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    depth_scale: float = DEFAULT_DEPTH_SCALE
+    depth_near: float = DEFAULT_DEPTH_RANGE[0]
+    depth_far: float = DEFAULT_DEPTH_RANGE[1]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Preprocessing":
+        if self.depth_scale <= 0:
+            raise ValueError("depth_scale must be positive (metres per sensor unit)")
+        if not 0 <= self.depth_near < self.depth_far:
+            raise ValueError("depth range must satisfy 0 <= near < far (metres)")
+        return self
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.modality == "rgb" else 1
+
+    @property
+    def raw_dtype(self) -> str:
+        return "uint16" if self.modality == "depth" else "uint8"
+
+    def module(self) -> "Preprocess":
+        return Preprocess(self)
+
+
+def preprocessing_for(model_meta, modality: str, depth_scale: float | None = None,
+                      depth_range: tuple[float, float] | None = None, input_size: int | None = None) -> Preprocessing:
+    """The preprocessing that feeds ``modality`` frames to a model described by ``model_meta``."""
+    if modality not in MODALITIES:
+        raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+    near, far = depth_range or DEFAULT_DEPTH_RANGE
+    try:
+        return Preprocessing(modality=modality, input_size=input_size or model_meta.input_size,
+                             mean=tuple(model_meta.mean), std=tuple(model_meta.std),
+                             depth_scale=depth_scale or DEFAULT_DEPTH_SCALE, depth_near=near, depth_far=far)
+    except ValueError as e:
+        raise ConfigError(str(e).splitlines()[-1]) from None
+
+
+class Preprocess(nn.Module):
+    """(B, C, H, W) raw frames of any numeric dtype → (B, 3, S, S) normalised float model input."""
+
+    def __init__(self, spec: Preprocessing):
+        super().__init__()
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def unit(self, raw: torch.Tensor) -> torch.Tensor:
+        x = raw.float()
+        s = self.spec
+        if s.modality == "depth":
+            metres = x * s.depth_scale
+            return (metres.clamp(s.depth_near, s.depth_far) - s.depth_near) * (1.0 / (s.depth_far - s.depth_near))
+        return x * (1.0 / 255.0)
+
+    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+        x = self.unit(raw)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        size = self.spec.input_size
+        if x.shape[-2] != size or x.shape[-1] != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        return (x - self.mean) / self.std

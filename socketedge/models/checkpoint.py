@@ -1,0 +1,75 @@
+"""Source checkpoints: one safetensors file whose header carries the JSON metadata. Loading never unpickles."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from socketedge.errors import ModelError
+from socketedge.models.source_model import FORMAT_VERSION, ModelMeta, SourceModel, build_source_model
+from socketedge.utils.versions import versions
+
+META_KEY = "socketedge"
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    """Write a safetensors file via a temporary name so an interruption never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
+def read_tensors(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{what} {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on foreign files
+        raise ModelError(
+            f"{path} is not a socketedge {what} (expected a safetensors file; pickled .pth/.pt files are never "
+            f"loaded here — wrap them with `socketedge import-source`): {type(e).__name__}") from None
+    return tensors, header
+
+
+def save_source(model: SourceModel, path: Path) -> Path:
+    meta = model.meta.model_copy(update={"versions": versions()})
+    atomic_save_tensors(model.state_dict(), Path(path), {META_KEY: meta.model_dump_json()})
+    return Path(path)
+
+
+def parse_meta(raw: str | None, path: Path) -> ModelMeta:
+    if raw is None:
+        raise ModelError(f"{path} is a safetensors file without socketedge metadata; wrap it with "
+                         "`socketedge import-source`")
+    try:
+        data = json.loads(raw)
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise ModelError(f"{path} was written by a newer socketedge (format {data['format_version']}); upgrade")
+        return ModelMeta.model_validate(data)
+    except (ValueError, ValidationError) as e:
+        first = str(e).splitlines()[0]
+        raise ModelError(f"{path} has invalid socketedge metadata: {first}") from None
+
+
+def load_source(path: Path, map_location: str | torch.device = "cpu") -> SourceModel:
+    path = Path(path)
+    tensors, header = read_tensors(path)
+    meta = parse_meta(header.get(META_KEY), path)
+    model = build_source_model(meta)
+    result = model.load_state_dict(tensors, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ModelError(
+            f"{path}: weights do not match architecture {meta.arch!r} with {meta.num_classes} classes "
+            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors)")
+    return model.to(map_location).eval()
