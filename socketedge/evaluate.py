@@ -1,0 +1,121 @@
+"""`eval`: accuracy, per-class accuracy, confusion matrix (PNG) and a metrics JSON for one model or an ensemble."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from socketedge.data.cache import decode_set
+from socketedge.data.folders import labeled_folder, resolve_modality
+from socketedge.errors import DataError
+from socketedge.models.ensemble import Ensemble
+from socketedge.models.loading import load_ensemble
+from socketedge.models.train import predict
+from socketedge.utils.device import resolve_device
+
+
+def data_modality(data: Path, modality: str | None, models: list[Path]) -> str:
+    """Explicit --modality, else the data folder's name / its single target subfolder, else the model's."""
+    if modality:
+        return modality
+    try:
+        return resolve_modality(Path(data), None)[1]
+    except Exception:  # noqa: BLE001 - ambiguous folder: fall back to what the model expects
+        from socketedge.models.bundle import is_bundle, read_manifest
+        from socketedge.models.checkpoint import read_tensors
+
+        first = Path(models[0])
+        if is_bundle(first):
+            return read_manifest(first).modality
+        from socketedge.models.checkpoint import META_KEY, parse_meta
+
+        return parse_meta(read_tensors(first)[1].get(META_KEY), first).modality
+
+
+def metrics_from_predictions(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict:
+    pred = probs.argmax(1)
+    c = len(class_names)
+    confusion = torch.zeros(c, c, dtype=torch.long)
+    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    per_class = {}
+    for i, name in enumerate(class_names):
+        total = int(confusion[i].sum())
+        if total:
+            per_class[name] = 100.0 * int(confusion[i, i]) / total
+    return {
+        "accuracy": 100.0 * (pred == labels).float().mean().item(),
+        "mean_class_accuracy": sum(per_class.values()) / max(len(per_class), 1),
+        "per_class_accuracy": per_class,
+        "confusion": confusion.tolist(),
+        "class_names": class_names,
+        "n": int(labels.numel()),
+    }
+
+
+def plot_confusion(metrics: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cm = np.array(metrics["confusion"], dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    names = metrics["class_names"]
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(names), 1.0 + 0.5 * len(names)))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_title(f"{title}\naccuracy {metrics['accuracy']:.1f}%")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def evaluate_ensemble(ensemble: Ensemble, data: Path, modality: str, device: str = "auto",
+                      batch_size: int = 64, show_progress: bool = True) -> tuple[dict, list[dict]]:
+    images = labeled_folder(data, modality, class_names=ensemble.class_names)
+    size = max(m.preprocess.spec.input_size for m in ensemble.members)
+    frames = decode_set(images, size, f"decoding {modality}", show_progress)
+    dev = resolve_device(device)
+    probs = predict(ensemble.to(dev), frames.raw, dev, batch_size)
+    metrics = metrics_from_predictions(probs, frames.labels, ensemble.class_names)
+    metrics["modality"] = modality
+    metrics["data"] = str(data)
+    conf, pred = probs.max(1)
+    rows = [{"key": k, "label": ensemble.class_names[int(t)], "pred": ensemble.class_names[int(p)], "score": float(s)}
+            for k, t, p, s in zip(frames.keys, frames.labels, pred, conf)]
+    return metrics, rows
+
+
+def evaluate(models: list[Path], data: Path, modality: str | None = None, out: Path | None = None,
+             device: str = "auto", batch_size: int = 64, depth_scale: float | None = None,
+             depth_range: tuple[float, float] | None = None, show_progress: bool = True) -> dict:
+    """Evaluate ``models`` (an equal-weight ensemble when several) on labeled target data."""
+    if not models:
+        raise DataError("no model given; pass a source .ckpt or an adapted bundle")
+    modality = data_modality(Path(data), modality, models)
+    ensemble = load_ensemble(models, modality, depth_scale, depth_range)
+    metrics, rows = evaluate_ensemble(ensemble, Path(data), modality, device, batch_size, show_progress)
+    metrics["models"] = [str(m) for m in models]
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        with open(out / "predictions.jsonl", "w") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        plot_confusion(metrics, out / "confusion.png", " + ".join(Path(m).name for m in models) + f" on {modality}")
+        metrics["outputs"] = {"metrics": str(out / "metrics.json"), "confusion": str(out / "confusion.png"),
+                              "predictions": str(out / "predictions.jsonl")}
+    return metrics

@@ -1,0 +1,150 @@
+"""`train-source`: an RGB source classifier with the SHOT/SOCKET source recipe.
+
+Label-smoothing (0.1) cross-entropy; SGD nesterov momentum 0.9, weight decay 1e-3; learning rate 1e-2 for
+bottleneck + classifier and 1e-3 for the backbone with polynomial decay (1 + 10 p)^-0.75; resize + random crop +
+flip; 90/10 train/validation split; the best validation checkpoint kept as a real copy of the weights.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel
+
+from socketedge.data.cache import TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set, split_indices
+from socketedge.data.folders import ImageSet, labeled_folder
+from socketedge.data.preprocess import preprocessing_for
+from socketedge.errors import ConfigError, DataError
+from socketedge.models.checkpoint import save_source
+from socketedge.models.source_model import SourceModel, new_source_model
+from socketedge.utils.device import resolve_device
+from socketedge.utils.progress import format_terms, make_progress
+
+
+class TrainSourceConfig(BaseModel):
+    data: Path
+    out: Path
+    arch: str = "resnet50"
+    pretrained: bool = False
+    modality: str = "rgb"
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-2
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-3
+    momentum: float = 0.9
+    label_smoothing: float = 0.1
+    input_size: int | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    show_progress: bool = True
+
+
+def poly_lr(base: float, progress: float, gamma: float = 10.0, power: float = 0.75) -> float:
+    """The SHOT/SOCKET schedule: base · (1 + γ p)^-power, p ∈ [0, 1] the fraction of training done."""
+    return base * (1.0 + gamma * progress) ** (-power)
+
+
+def sgd_for(model: SourceModel, lr: float, backbone_mult: float, weight_decay: float, momentum: float,
+            params: list | None = None) -> torch.optim.SGD:
+    """SGD (nesterov) with the backbone at ``backbone_mult`` × the learning rate of bottleneck/classifier."""
+    groups = [{"params": model.backbone_parameters(), "lr0": lr * backbone_mult},
+              {"params": params if params is not None else model.head_parameters(), "lr0": lr}]
+    groups = [g for g in groups if g["params"]]
+    for g in groups:
+        g["lr"] = g["lr0"]
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
+    for g in optimizer.param_groups:
+        g["lr"] = poly_lr(g["lr0"], progress)
+
+
+def _subset(images: ImageSet, idx: torch.Tensor) -> ImageSet:
+    return ImageSet(images.root, images.modality, [images.items[i] for i in idx.tolist()], images.class_names)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, raw: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
+    """Outputs of ``model`` (eval mode) over raw frames, batched; returned on the CPU."""
+    model.eval()
+    outs = [model(raw[i:i + batch_size].to(device)).float().cpu() for i in range(0, raw.shape[0], batch_size)]
+    return torch.cat(outs)
+
+
+def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
+    images = labeled_folder(cfg.data, cfg.modality)
+    n = len(images)
+    if n < 4:
+        raise DataError(f"{cfg.data} has {n} images; train-source needs at least a few per class")
+    if not 0 < cfg.val_fraction < 1:
+        raise ConfigError("--val-fraction must be between 0 and 1")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model = new_source_model(cfg.arch, images.class_names, pretrained=cfg.pretrained, input_size=cfg.input_size,
+                             modality=cfg.modality)
+    size = model.meta.input_size
+    prep = preprocessing_for(model.meta, cfg.modality)
+    preprocess = prep.module().to(device)
+    model.to(device)
+
+    val_idx, train_idx = split_indices(n, [cfg.val_fraction, 1 - cfg.val_fraction], cfg.seed)
+    if len(val_idx) == 0:
+        val_idx, train_idx = train_idx[:1], train_idx[1:]
+    load = round(size * TRAIN_RESIZE_RATIO)
+    train = decode_set(_subset(images, train_idx), load, "decoding train", cfg.show_progress)
+    val = decode_set(_subset(images, val_idx), size, "decoding val", cfg.show_progress)
+
+    optimizer = sgd_for(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay, cfg.momentum)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(batches(len(train), cfg.batch_size, drop_last=True))
+    total = max(1, cfg.epochs * steps_per_epoch)
+    use_amp = device.type == "cuda"
+    best = {"val_accuracy": -1.0, "epoch": -1}
+    best_state: dict[str, torch.Tensor] | None = None
+    history = []
+    step = 0
+    with make_progress(disable=not cfg.show_progress) as progress:
+        task = progress.add_task("train-source", total=total, terms="")
+        for epoch in range(cfg.epochs):
+            model.train()
+            correct = seen = 0
+            loss_sum = 0.0
+            for idx in batches(len(train), cfg.batch_size, gen, drop_last=True):
+                rows, cols = crop_flip_indices(len(idx), load, size, gen)
+                x = preprocess(apply_crop(train.raw[idx], rows, cols).to(device, non_blocking=True))
+                y = train.labels[idx].to(device)
+                set_lr(optimizer, step / total)
+                with torch.autocast(device.type, enabled=use_amp):
+                    logits = model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += len(idx)
+                progress.update(task, advance=1, terms=format_terms({"epoch": epoch + 1, "loss": loss.item()}))
+            val_pred = predict(torch.nn.Sequential(preprocess, model), val.raw, device).argmax(1)
+            val_acc = 100.0 * (val_pred == val.labels).float().mean().item()
+            record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": 100.0 * correct / max(seen, 1),
+                      "val_accuracy": val_acc}
+            history.append(record)
+            progress.update(task, terms=format_terms({"epoch": epoch + 1, "loss": record["loss"], "val_acc": val_acc}))
+            if val_acc > best["val_accuracy"]:
+                best = {"val_accuracy": val_acc, "epoch": epoch + 1}
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.meta = model.meta.model_copy(update={
+        "train_config": cfg.model_dump(mode="json", exclude={"show_progress"}) | {"num_train": len(train),
+                                                                                    "num_val": len(val)},
+        "metrics": {"best": best, "history": history}})
+    path = save_source(model.cpu(), cfg.out)
+    return path, {"best": best, "history": history, "num_train": len(train), "num_val": len(val),
+                  "class_names": images.class_names}
