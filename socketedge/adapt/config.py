@@ -1,0 +1,53 @@
+"""Adaptation settings. `shot` and `decision` are SOCKET with λ_TI = λ_d = 0 (one / several sources)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from pydantic import BaseModel, Field
+
+from socketedge.errors import ConfigError
+
+METHODS = ("socket", "shot", "decision")
+
+
+class AdaptConfig(BaseModel):
+    sources: list[Path]
+    target: Path
+    out: Path
+    ti: Path | None = None
+    method: str = "socket"
+    lambda_ti: float = Field(0.3, ge=0)
+    lambda_d: float = Field(0.3, ge=0)
+    lambda_pl: float = Field(0.3, ge=0)
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(32, ge=2)
+    lr: float = Field(1e-2, gt=0)
+    backbone_lr_mult: float = 0.1
+    weight_decay: float = 1e-3
+    momentum: float = 0.9
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    seed: int = 0
+    resume: bool = False
+    labels: Path | None = None
+    modality: str | None = None
+    depth_scale: float | None = None
+    depth_range: tuple[float, float] | None = None
+    ti_holdout: float = Field(0.2, ge=0, lt=1)  # share of TI pairs kept out of training for gap diagnostics
+    show_progress: bool = True
+
+    def effective(self) -> "AdaptConfig":
+        """Validate the method's requirements and return the config with its effective λs."""
+        if self.method not in METHODS:
+            raise ConfigError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        k = len(self.sources)
+        if k == 0:
+            raise ConfigError("no source model given; pass --source SRC.ckpt (repeat for several)")
+        if self.method == "shot" and k != 1:
+            raise ConfigError(f"shot adapts exactly one source, got {k}; use --method decision or socket")
+        if self.method in ("shot", "decision"):
+            return self.model_copy(update={"lambda_ti": 0.0, "lambda_d": 0.0})
+        if self.lambda_ti > 0 and self.ti is None:
+            raise ConfigError("socket needs paired task-irrelevant data: pass --ti DIR (DIR/rgb + DIR/<modality>) "
+                              "or set --lambda-ti 0")
+        return self

@@ -1,0 +1,77 @@
+"""The five SOCKET loss terms as pure functions of tensors (names as in logs and metrics).
+
+ent  mean entropy of the ensemble prediction (minimised)
+div  entropy of the batch-mean prediction (maximised: enters the loss as -div)
+pl   cross-entropy of the ensemble prediction against pseudo-labels
+ti   Σ_k ζ_k² · mean_d (ψ_k − f_k(x_TI))²: ζ-weighted squared feature distance on task-irrelevant pairs; the
+     squared norm is averaged over feature dimensions so λ_TI does not depend on the bottleneck width
+bn   mean over layers of (‖Σ_k ζ_k μ_src − Σ_k ζ_k μ̂‖ + ‖Σ_k ζ_k σ²_src − Σ_k ζ_k σ̂²‖) / √C_l
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-6
+
+
+def mix(zeta: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
+    """(K,) ζ on the simplex and (K, B, C) member probabilities → (B, C) ensemble probabilities."""
+    return torch.einsum("k,kbc->bc", zeta, member_probs)
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of −Σ_c p log p. Uniform over C classes gives log C."""
+    return -(probs * torch.log(probs + EPS)).sum(dim=1).mean()
+
+
+def diversity(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy of the batch-mean prediction (to be maximised)."""
+    mean = probs.mean(dim=0)
+    return -(mean * torch.log(mean + EPS)).sum()
+
+
+def pseudo_label_ce(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy −log p_y of (already mixed) probabilities against hard pseudo-labels."""
+    return -torch.log(probs.gather(1, labels[:, None]).squeeze(1) + EPS).mean()
+
+
+def ti_distance(psi: list[torch.Tensor], feats: list[torch.Tensor], zeta: torch.Tensor) -> torch.Tensor:
+    """Σ_k ‖ζ_k (ψ_k − f_k)‖² per pair, averaged over feature dims and pairs. ψ_k, f_k: (B, D_k)."""
+    total = feats[0].new_zeros(())
+    for k, (p, f) in enumerate(zip(psi, feats)):
+        total = total + (zeta[k] * (p - f)).pow(2).mean()
+    return total
+
+
+def bn_stat_distance(src_mean: list[list[torch.Tensor]], src_var: list[list[torch.Tensor]],
+                     tgt_mean: list[list[torch.Tensor]], tgt_var: list[list[torch.Tensor]],
+                     zeta: torch.Tensor) -> torch.Tensor:
+    """BN-statistics term. Outer lists: sources; inner lists: that source's BN layers in order.
+
+    When every source has the same layer shapes (same architecture) the statistics are mixed with ζ before the
+    norm, as in the paper. Sources of different architectures have no common layers, so then each source's
+    per-layer distances are weighted by its ζ_k instead. Each layer's norm is divided by √C (a per-channel RMS)
+    and layers are averaged, so early narrow layers count as much as wide late ones and one λ_d suits every
+    architecture. Zero exactly when target batch statistics equal the source running statistics.
+    """
+    k = len(src_mean)
+    shapes = [[t.shape for t in layers] for layers in src_mean]
+    same = all(s == shapes[0] for s in shapes)
+    if same:
+        terms = []
+        for layer in range(len(src_mean[0])):
+            ms = torch.stack([src_mean[j][layer] for j in range(k)])
+            vs = torch.stack([src_var[j][layer] for j in range(k)])
+            mt = torch.stack([tgt_mean[j][layer] for j in range(k)])
+            vt = torch.stack([tgt_var[j][layer] for j in range(k)])
+            dm = zeta @ (ms - mt)
+            dv = zeta @ (vs - vt)
+            terms.append((dm.norm() + dv.norm()) / dm.numel() ** 0.5)
+        return torch.stack(terms).mean()
+    total = zeta.new_zeros(())
+    for j in range(k):
+        per_layer = [((sm - tm).norm() + (sv - tv).norm()) / sm.numel() ** 0.5
+                     for sm, sv, tm, tv in zip(src_mean[j], src_var[j], tgt_mean[j], tgt_var[j])]
+        total = total + zeta[j] * torch.stack(per_layer).mean()
+    return total

@@ -1,0 +1,416 @@
+"""The adaptation loop behind `socketedge adapt`: small on purpose — the maths lives in losses.py,
+pseudo_labels.py, bn_stats.py and diagnostics.py."""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from socketedge.adapt import losses
+from socketedge.adapt.bn_stats import BatchStatsRecorder, source_stats
+from socketedge.adapt.config import AdaptConfig
+from socketedge.adapt.diagnostics import gap_stats, joint_projection
+from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
+from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameTensor, apply_crop, batches, crop_flip_indices,
+                                   decode_set, split_indices)
+from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
+from socketedge.data.preprocess import Preprocess, preprocessing_for
+from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
+from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
+from socketedge.models.checkpoint import load_source
+from socketedge.models.ensemble import Ensemble, Member, check_same_classes
+from socketedge.models.train import set_lr
+from socketedge.utils.device import resolve_device
+from socketedge.utils.progress import console, format_terms, make_progress
+
+RESUME_FILE = "resume.pt"
+TERMS = ("loss", "ent", "div", "pl", "ti", "bn")
+
+
+class AdaptInterrupted(SocketEdgeError):
+    """Ctrl-C during adaptation: a checkpoint was written and `--resume` continues from it."""
+
+
+@dataclass
+class AdaptResult:
+    bundle: Path
+    metrics: dict
+    ensemble: Ensemble = field(repr=False)
+
+
+def _step_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + step * 101 + stream) % (2**63)
+
+
+class _StopFlag:
+    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        console.print("[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+@torch.no_grad()
+def _features_and_probs(members: list[Member], raw: torch.Tensor, device: torch.device, batch_size: int = 128,
+                        preprocess: list[nn.Module] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-member features (K × (N, D_k)) and per-member probabilities (K, N, C), eval mode, on the CPU."""
+    feats: list[list[torch.Tensor]] = [[] for _ in members]
+    probs: list[list[torch.Tensor]] = [[] for _ in members]
+    for m in members:
+        m.eval()
+    for i in range(0, raw.shape[0], batch_size):
+        x = raw[i:i + batch_size].to(device)
+        for k, m in enumerate(members):
+            pre = preprocess[k] if preprocess is not None else m.preprocess
+            f = m.encoder(pre(x))
+            feats[k].append(f.float().cpu())
+            probs[k].append(m.classifier(f).float().softmax(1).cpu())
+    return [torch.cat(f) for f in feats], torch.stack([torch.cat(p) for p in probs])
+
+
+def _subset(images: ImageSet, idx: torch.Tensor) -> ImageSet:
+    return ImageSet(images.root, images.modality, [images.items[i] for i in idx.tolist()], images.class_names)
+
+
+class Adapter:
+    """State of one adaptation run; `run()` executes (or resumes) it."""
+
+    def __init__(self, cfg: AdaptConfig, on_step: Callable[[int], None] | None = None):
+        self.cfg = cfg.effective()
+        self.on_step = on_step
+        self.device = resolve_device(self.cfg.device)
+        self._load_inputs()
+
+    # ------------------------------------------------------------------ set-up
+    def _load_inputs(self) -> None:
+        cfg = self.cfg
+        out = Path(cfg.out)
+        if is_bundle(out) and not (out / RESUME_FILE).exists():
+            raise ConfigError(f"{out} already holds a finished bundle; choose another --out or delete it")
+        if cfg.resume and not (out / RESUME_FILE).exists():
+            raise ConfigError(f"--resume: no checkpoint {out / RESUME_FILE}; run without --resume to start")
+        if not cfg.resume and (out / RESUME_FILE).exists():
+            raise ConfigError(f"{out} holds an interrupted run; add --resume to continue it or choose another --out")
+
+        torch.manual_seed(cfg.seed)
+        sources = [load_source(p) for p in cfg.sources]
+        self.class_names = check_same_classes(sources, [str(p) for p in cfg.sources])
+        target = target_folder(cfg.target, cfg.modality, self.class_names)
+        self.modality = target.modality
+        preps = [preprocessing_for(s.meta, self.modality, cfg.depth_scale, cfg.depth_range) for s in sources]
+        self.members = [Member(s, p).to(self.device) for s, p in zip(sources, preps)]
+        for m in self.members:
+            m.classifier.requires_grad_(False)  # g_k stays the source's: only f_k and ζ adapt
+        self.src_stats = ([source_stats(m.encoder, str(p)) for m, p in zip(self.members, cfg.sources)]
+                          if cfg.lambda_d > 0 else None)
+
+        self.size = max(p.input_size for p in preps)
+        self.load = round(self.size * TRAIN_RESIZE_RATIO)
+        show = cfg.show_progress
+        self.target = decode_set(target, self.load, "decoding target", show)
+        if len(self.target) < 2:
+            raise DataError(f"target folder {cfg.target} has {len(self.target)} image; adaptation needs a batch")
+        self.labels_set = None
+        if cfg.labels is not None:
+            self.labels_set = decode_set(labeled_folder(cfg.labels, self.modality, self.class_names), self.size,
+                                         "decoding labels", show)
+        self._load_ti(show)
+
+        k = len(self.members)
+        self.zeta_logits = nn.Parameter(torch.zeros(k, device=self.device))
+        groups = []
+        for m in self.members:
+            groups.append({"params": m.model.backbone_parameters(), "lr0": cfg.lr * cfg.backbone_lr_mult})
+            groups.append({"params": m.model.head_parameters(), "lr0": cfg.lr})
+        groups.append({"params": [self.zeta_logits], "lr0": cfg.lr, "weight_decay": 0.0})
+        groups = [g for g in groups if g["params"]]
+        for g in groups:
+            g["lr"] = g["lr0"]
+        self.optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                                         nesterov=True)
+        n = len(self.target)
+        self.drop_last = n >= cfg.batch_size
+        self.steps_per_epoch = len(batches(n, cfg.batch_size, drop_last=self.drop_last))
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.amp = cfg.amp and self.device.type == "cuda"
+
+    def _load_ti(self, show: bool) -> None:
+        cfg = self.cfg
+        self.ti_rgb = self.ti_tgt = self.hold_rgb = self.hold_tgt = None
+        self.psi: list[torch.Tensor] = []
+        if cfg.ti is None:
+            return
+        pairs = paired_folder(cfg.ti, "rgb", self.modality)
+        if pairs.a.class_names:
+            overlap = sorted(set(pairs.a.class_names) & set(self.class_names))
+            if overlap:
+                raise DataError(f"TI folder {cfg.ti} holds task classes {overlap}; task-irrelevant pairs must "
+                                "come from classes the source models do not predict")
+        n = len(pairs)
+        hold = int(round(n * cfg.ti_holdout)) if n >= 5 else 0
+        hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
+        if len(train_idx) < 2 and cfg.lambda_ti > 0:
+            raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
+        self.ti_rgb = decode_set(_subset(pairs.a, train_idx), self.size, "decoding TI rgb", show)
+        self.ti_tgt = decode_set(_subset(pairs.b, train_idx), self.size, f"decoding TI {self.modality}", show)
+        if len(hold_idx):
+            self.hold_rgb = decode_set(_subset(pairs.a, hold_idx), self.size, "decoding held-out rgb", show)
+            self.hold_tgt = decode_set(_subset(pairs.b, hold_idx), self.size, "decoding held-out target", show)
+        # The frozen source encoders: ψ_k = f_k^src(x_TI^rgb) once, and the "before" side of the diagnostics.
+        self.frozen = [copy.deepcopy(m).eval().requires_grad_(False) for m in self.members]
+        self.rgb_pre = [Preprocess(m.preprocess.spec.model_copy(update={"modality": "rgb"})).to(self.device)
+                        for m in self.members]
+        if cfg.lambda_ti > 0:
+            self.psi = [f.to(self.device) for f in
+                        _features_and_probs(self.frozen, self.ti_rgb.raw, self.device, preprocess=self.rgb_pre)[0]]
+
+    # ------------------------------------------------------------------ pieces of a step
+    def zeta(self) -> torch.Tensor:
+        """ζ on the simplex (softmax of free logits), used identically by the output, TI and BN terms."""
+        return self.zeta_logits.softmax(0)
+
+    def compute_pseudo_labels(self) -> tuple[torch.Tensor, float | None]:
+        feats, probs = _features_and_probs(self.members, self.target.raw, self.device)
+        zeta = self.zeta().detach().cpu()
+        labels = pseudo_labels(mix_features(feats, zeta), losses.mix(zeta, probs))
+        acc = None
+        if self.target.labels is not None:
+            acc = 100.0 * (labels == self.target.labels).float().mean().item()
+        return labels, acc
+
+    def target_terms(self, raw: torch.Tensor, pseudo: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        recorders = self.recorders
+        logits = []
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            for k, m in enumerate(self.members):
+                if recorders:
+                    with recorders[k].recording():
+                        feats = m.encoder(m.preprocess(raw))
+                else:
+                    feats = m.encoder(m.preprocess(raw))
+                logits.append(m.classifier(feats))
+        zeta = self.zeta()
+        probs = losses.mix(zeta, torch.stack([lg.float().softmax(1) for lg in logits]))
+        terms = {"ent": losses.entropy(probs), "div": losses.diversity(probs)}
+        loss = terms["ent"] - terms["div"]
+        if cfg.lambda_pl > 0 and pseudo is not None:
+            terms["pl"] = losses.pseudo_label_ce(probs, pseudo.to(self.device))
+            loss = loss + cfg.lambda_pl * terms["pl"]
+        if recorders:
+            src_mean = [s[0] for s in self.src_stats]
+            src_var = [s[1] for s in self.src_stats]
+            terms["bn"] = losses.bn_stat_distance(src_mean, src_var, [r.means for r in recorders],
+                                                  [r.vars for r in recorders], zeta)
+            loss = loss + cfg.lambda_d * terms["bn"]
+        terms["loss"] = loss
+        return terms
+
+    def ti_term(self, idx: torch.Tensor) -> torch.Tensor:
+        raw = self.ti_tgt.raw[idx].to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            feats = [m.encoder(m.preprocess(raw)).float() for m in self.members]
+        return losses.ti_distance([p[idx.to(self.device)] for p in self.psi], feats, self.zeta())
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int, step: int, pseudo, running, history, gap_before) -> dict:
+        return {"epoch": epoch, "step": step,
+                "members": [m.model.state_dict() for m in self.members],
+                "zeta_logits": self.zeta_logits.detach().cpu(), "optimizer": self.optimizer.state_dict(),
+                "pseudo": pseudo, "running": running, "history": json.dumps(history),
+                "gap_before": json.dumps(gap_before), "config": self.cfg.model_dump_json()}
+
+    def save_checkpoint(self, *args) -> Path:
+        out = Path(self.cfg.out)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / (RESUME_FILE + ".tmp")
+        torch.save(self._state(*args), tmp)
+        tmp.replace(out / RESUME_FILE)
+        return out / RESUME_FILE
+
+    def load_checkpoint(self) -> dict:
+        path = Path(self.cfg.out) / RESUME_FILE
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}") from None
+        saved = AdaptConfig.model_validate_json(state["config"])
+        changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl", "epochs",
+                               "batch_size", "lr", "seed") if getattr(saved, k) != getattr(self.cfg, k)]
+        if changed:
+            raise ConfigError(f"--resume with different settings than the interrupted run: {', '.join(changed)}")
+        for m, sd in zip(self.members, state["members"]):
+            m.model.load_state_dict(sd)
+        with torch.no_grad():
+            self.zeta_logits.copy_(state["zeta_logits"].to(self.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        return state
+
+    # ------------------------------------------------------------------ diagnostics and metrics
+    def gap(self, adapted: bool) -> dict | None:
+        if self.hold_rgb is None:
+            return None
+        rgb = _features_and_probs(self.frozen, self.hold_rgb.raw, self.device, preprocess=self.rgb_pre)[0]
+        tgt = _features_and_probs(self.members if adapted else self.frozen, self.hold_tgt.raw, self.device)[0]
+        zeta = self.zeta().detach().cpu()
+        out = {"n_pairs": len(self.hold_rgb), "mixed": gap_stats(mix_features(rgb, zeta), mix_features(tgt, zeta)),
+               "per_source": [gap_stats(r, t) for r, t in zip(rgb, tgt)]}
+        pr, pt = joint_projection(mix_features(rgb, zeta), mix_features(tgt, zeta))
+        out["projection"] = {"rgb": pr.tolist(), "target": pt.tolist()}
+        return out
+
+    def accuracy_on(self, frames: FrameTensor) -> float:
+        _, probs = _features_and_probs(self.members, frames.raw, self.device)
+        pred = losses.mix(self.zeta().detach().cpu(), probs).argmax(1)
+        return 100.0 * (pred == frames.labels).float().mean().item()
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> AdaptResult:
+        cfg = self.cfg
+        start_epoch, start_step, pseudo, running, history = 0, 0, None, None, []
+        gap_before = None
+        if cfg.resume:
+            state = self.load_checkpoint()
+            start_epoch, start_step, pseudo = state["epoch"], state["step"], state["pseudo"]
+            running, history = state["running"], json.loads(state["history"])
+            gap_before = json.loads(state["gap_before"])
+            console.print(f"resuming {cfg.out} at epoch {start_epoch + 1}, step {start_step}")
+        else:
+            gap_before = self.gap(adapted=False)
+        self.recorders = [BatchStatsRecorder(m.encoder) for m in self.members] if cfg.lambda_d > 0 else []
+        n = len(self.target)
+        done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes
+        try:
+            with _StopFlag() as stop, make_progress(disable=not cfg.show_progress) as progress:
+                task = progress.add_task(f"adapt ({cfg.method})", total=self.total_steps,
+                                         completed=start_epoch * self.steps_per_epoch + start_step, terms="")
+                for epoch in range(start_epoch, cfg.epochs):
+                    pl_acc = None
+                    if pseudo is None and cfg.lambda_pl > 0:
+                        pseudo, pl_acc = self.compute_pseudo_labels()
+                    if running is None:
+                        running = {t: 0.0 for t in TERMS} | {"steps": 0, "pl_accuracy": pl_acc}
+                    order = batches(n, cfg.batch_size, torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, 0)),
+                                    self.drop_last)
+                    ti_order = (batches(len(self.ti_tgt), cfg.batch_size,
+                                        torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, 0, 1)),
+                                        len(self.ti_tgt) >= cfg.batch_size) if self.psi else [])
+                    for m in self.members:
+                        m.train()
+                    for step in range(start_step, self.steps_per_epoch):
+                        g = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, step, 2))
+                        torch.manual_seed(_step_seed(cfg.seed, epoch, step, 3))  # dropout, if a model has any
+                        idx = order[step]
+                        rows, cols = crop_flip_indices(len(idx), self.load, self.size, g)
+                        raw = apply_crop(self.target.raw[idx], rows, cols).to(self.device, non_blocking=True)
+                        set_lr(self.optimizer, (epoch * self.steps_per_epoch + step) / self.total_steps)
+                        self.optimizer.zero_grad(set_to_none=True)
+                        terms = self.target_terms(raw, pseudo[idx] if pseudo is not None else None)
+                        terms["loss"].backward()  # target terms first, TI separately: lower peak memory
+                        if self.psi:
+                            terms["ti"] = self.ti_term(ti_order[step % len(ti_order)])
+                            (cfg.lambda_ti * terms["ti"]).backward()
+                            terms["loss"] = terms["loss"].detach() + cfg.lambda_ti * terms["ti"].detach()
+                        self.optimizer.step()
+                        values = {k: float(v.detach()) for k, v in terms.items()}
+                        for k, v in values.items():
+                            running[k] += v
+                        running["steps"] += 1
+                        progress.update(task, advance=1, terms=format_terms(
+                            {"ep": epoch + 1, **{k: values[k] for k in TERMS if k in values}}))
+                        done = (epoch, step + 1)
+                        if self.on_step is not None:
+                            self.on_step(epoch * self.steps_per_epoch + step + 1)
+                        if stop.requested:
+                            raise KeyboardInterrupt
+                    # end of epoch: metrics, then a checkpoint so a crash loses at most one epoch
+                    record = self._epoch_record(epoch, running)
+                    history.append(record)
+                    progress.console.print(format_terms({k: v for k, v in record.items()
+                                                         if isinstance(v, (int, float))}), highlight=False)
+                    pseudo, running, start_step = None, None, 0
+                    done = (epoch + 1, 0)
+                    self.save_checkpoint(epoch + 1, 0, None, None, history, gap_before)
+        except KeyboardInterrupt:
+            e, s = done
+            if s == 0:
+                pseudo, running = None, None
+            path = self.save_checkpoint(e, s, pseudo, running, history, gap_before)
+            raise AdaptInterrupted(f"interrupted at epoch {e + 1} step {s}; checkpoint {path} written — "
+                                   f"continue with the same command plus --resume") from None
+        finally:
+            for r in self.recorders:
+                r.remove()
+        return self._finish(history, gap_before)
+
+    def _epoch_record(self, epoch: int, running: dict) -> dict:
+        steps = max(running["steps"], 1)
+        record = {"epoch": epoch + 1, **{k: running[k] / steps for k in TERMS if running[k]},
+                  "zeta": self.zeta().detach().cpu().tolist(),
+                  "lr": self.optimizer.param_groups[-1]["lr"]}
+        if running.get("pl_accuracy") is not None:
+            record["pl_accuracy"] = running["pl_accuracy"]
+        if self.target.labels is not None:
+            record["target_accuracy"] = self.accuracy_on(self._target_eval())
+        if self.labels_set is not None:
+            record["accuracy"] = self.accuracy_on(self.labels_set)
+        return record
+
+    def _target_eval(self) -> FrameTensor:
+        return self.target  # full frames at load size; Preprocess resizes them to each model's input
+
+    def _finish(self, history: list[dict], gap_before: dict | None) -> AdaptResult:
+        cfg = self.cfg
+        for m in self.members:
+            m.eval()
+        ensemble = Ensemble([m.cpu() for m in self.members], self.zeta().detach().cpu())
+        ensemble.to(self.device)
+        metrics: dict = {"method": cfg.method, "history": history, "zeta": ensemble.zeta.tolist()}
+        gap_after = self.gap(adapted=True)
+        if gap_before is not None and gap_after is not None:
+            metrics["gap"] = {"before": gap_before, "after": gap_after}
+        if history:
+            metrics["final"] = {k: v for k, v in history[-1].items() if k != "epoch"}
+        out = Path(cfg.out)
+        config = cfg.model_dump(mode="json", exclude={"show_progress", "resume"})
+        config |= {"target": str(Path(cfg.target).resolve()), "modality": self.modality,
+                   "ti": str(Path(cfg.ti).resolve()) if cfg.ti else None}
+        summary = {k: v for k, v in metrics.get("final", {}).items() if not isinstance(v, list)}
+        ensemble.cpu()
+        save_bundle(out, ensemble, cfg.method, config, summary, [str(Path(p).resolve()) for p in cfg.sources])
+        write_json_atomic(out / "metrics.json", metrics)
+        from socketedge.adapt.plots import plot_gap, plot_history
+
+        plot_history(history, out / "metrics.png", cfg.method)
+        if "gap" in metrics:
+            plot_gap(metrics["gap"], out / "gap.png")
+        (out / RESUME_FILE).unlink(missing_ok=True)
+        return AdaptResult(out, metrics, ensemble)
+
+
+def adapt(cfg: AdaptConfig, on_step: Callable[[int], None] | None = None) -> AdaptResult:
+    """Run SOCKET (or SHOT / DECISION) and write the adapted bundle to ``cfg.out``."""
+    return Adapter(cfg, on_step).run()

@@ -1,0 +1,61 @@
+"""`socketedge adapt`: SOCKET (default), SHOT or DECISION from RGB source models to a target modality."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+ORDER = 30
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("adapt")
+    def adapt_cmd(
+        source: list[Path] = typer.Option(..., "--source", help="RGB source checkpoint; repeat for several."),
+        target: Path = typer.Option(..., help="Unlabeled target-modality images (flat or class folders)."),
+        out: Path = typer.Option(..., help="Directory for the adapted bundle."),
+        ti: Path = typer.Option(None, help="Task-irrelevant pairs: TI/rgb/… + TI/<modality>/… matched by name."),
+        method: str = typer.Option("socket", help="socket | shot (one source) | decision (several sources)."),
+        lambda_ti: float = typer.Option(0.3, help="Weight of the TI feature-distance term."),
+        lambda_d: float = typer.Option(0.3, help="Weight of the BatchNorm-statistics term."),
+        lambda_pl: float = typer.Option(0.3, help="Weight of the pseudo-label term."),
+        epochs: int = typer.Option(15, min=1),
+        batch_size: int = typer.Option(32, min=2),
+        lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1×."),
+        device: str = typer.Option("auto", help="auto | cpu | cuda"),
+        amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+        seed: int = typer.Option(0),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
+        labels: Path = typer.Option(None, help="Labeled target data, only to report accuracy each epoch."),
+        modality: str = typer.Option(None, help="depth | nir | thermal (default: from the folder name)."),
+        depth_scale: float = typer.Option(None, help="Metres per depth unit (default 0.001)."),
+        depth_range: str = typer.Option(None, help="Depth clip range NEAR,FAR in metres (default 0.3,5)."),
+        ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
+    ) -> None:
+        """Adapt RGB source model(s) to the target modality without RGB task data."""
+        from socketedge.adapt.config import AdaptConfig
+        from socketedge.adapt.run import AdaptInterrupted, adapt
+        from socketedge.cli.eval import _range
+        from socketedge.utils.progress import console
+
+        cfg = AdaptConfig(sources=source, target=target, out=out, ti=ti, method=method, lambda_ti=lambda_ti,
+                          lambda_d=lambda_d, lambda_pl=lambda_pl, epochs=epochs, batch_size=batch_size, lr=lr,
+                          device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
+                          depth_scale=depth_scale, depth_range=_range(depth_range), ti_holdout=ti_holdout)
+        try:
+            result = adapt(cfg)
+        except AdaptInterrupted as e:
+            console.print(f"[yellow]{e}[/]")
+            raise typer.Exit(130) from None
+        m = result.metrics
+        final = m.get("final", {})
+        parts = [f"ζ = {[round(z, 3) for z in m['zeta']]}"]
+        for key, label in (("accuracy", "accuracy"), ("target_accuracy", "target accuracy")):
+            if key in final:
+                parts.append(f"{label} {final[key]:.1f}%")
+        if "gap" in m:
+            b, a = m["gap"]["before"]["mixed"], m["gap"]["after"]["mixed"]
+            parts.append(f"held-out gap distance {b['distance']:.3f} → {a['distance']:.3f}, "
+                         f"CKA {b['cka']:.3f} → {a['cka']:.3f}")
+        console.print(f"[green]wrote[/] {result.bundle} ({cfg.method}): " + "; ".join(parts))
