@@ -45,7 +45,7 @@ def metrics_from_predictions(probs: torch.Tensor, labels: torch.Tensor, class_na
         if total:
             per_class[name] = 100.0 * int(confusion[i, i]) / total
     return {
-        "accuracy": 100.0 * (pred == labels).float().mean().item(),
+        "accuracy": 100.0 * int((pred == labels).sum()) / max(labels.numel(), 1),
         "mean_class_accuracy": sum(per_class.values()) / max(len(per_class), 1),
         "per_class_accuracy": per_class,
         "confusion": confusion.tolist(),

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, ValidationError, model_validator
 from torch import nn
 
 from socketedge.data.imageio import MODALITIES
@@ -60,8 +60,8 @@ def preprocessing_for(model_meta, modality: str, depth_scale: float | None = Non
         return Preprocessing(modality=modality, input_size=input_size or model_meta.input_size,
                              mean=tuple(model_meta.mean), std=tuple(model_meta.std),
                              depth_scale=depth_scale or DEFAULT_DEPTH_SCALE, depth_near=near, depth_far=far)
-    except ValueError as e:
-        raise ConfigError(str(e).splitlines()[-1]) from None
+    except ValidationError as e:
+        raise ConfigError("invalid preprocessing: " + "; ".join(err["msg"] for err in e.errors())) from None
 
 
 class Preprocess(nn.Module):
@@ -83,9 +83,9 @@ class Preprocess(nn.Module):
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         x = self.unit(raw)
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
         size = self.spec.input_size
         if x.shape[-2] != size or x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        if x.shape[1] == 1:  # after the resize: resizing one channel costs a third of resizing three
+            x = x.expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std

@@ -60,7 +60,8 @@ def replace_module(model: nn.Module, dotted: str, new: nn.Module) -> None:
 
 
 def strip_head(model: nn.Module) -> nn.Module:
-    """Remove the final classification layer so the model emits its penultimate features."""
+    """Remove the final classification layer so the model emits its penultimate features (for MobileNetV3
+    that keeps the pretrained hidden Linear + Hardswish of its classifier in the trunk)."""
     name, _ = last_linear(model)
     replace_module(model, name, nn.Identity())
     return model
@@ -96,8 +97,8 @@ def _torchvision(name: str, feature_dim: int, weights_enum: str) -> None:
 _torchvision("resnet18", 512, "ResNet18_Weights")
 _torchvision("resnet34", 512, "ResNet34_Weights")
 _torchvision("resnet50", 2048, "ResNet50_Weights")
-_torchvision("mobilenet_v3_small", 576, "MobileNet_V3_Small_Weights")
-_torchvision("mobilenet_v3_large", 960, "MobileNet_V3_Large_Weights")
+_torchvision("mobilenet_v3_small", 1024, "MobileNet_V3_Small_Weights")
+_torchvision("mobilenet_v3_large", 1280, "MobileNet_V3_Large_Weights")
 _torchvision("efficientnet_b0", 1280, "EfficientNet_B0_Weights")
 
 

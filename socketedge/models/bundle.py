@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from socketedge.data.preprocess import Preprocessing
 from socketedge.errors import ModelError
-from socketedge.models.checkpoint import atomic_save_tensors, read_tensors
+from socketedge.models.checkpoint import atomic_save_tensors, load_state_checked, read_tensors
 from socketedge.models.ensemble import Ensemble, Member
 from socketedge.models.source_model import ModelMeta, build_source_model
 from socketedge.utils.versions import versions
@@ -86,8 +86,6 @@ def load_bundle(path: Path) -> tuple[Ensemble, BundleManifest]:
         model = build_source_model(meta)
         prefix = f"sources.{k}."
         state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ModelError(f"{path}: weights of source {k} do not match architecture {meta.arch!r}")
+        load_state_checked(model, state, f"{path} source {k}", meta.arch, meta.num_classes)
         members.append(Member(model, prep))
     return Ensemble(members, torch.tensor(manifest.zeta)).eval(), manifest

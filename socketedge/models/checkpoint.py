@@ -62,14 +62,26 @@ def parse_meta(raw: str | None, path: Path) -> ModelMeta:
         raise ModelError(f"{path} has invalid socketedge metadata: {first}") from None
 
 
+def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, arch: str,
+                       num_classes: int) -> None:
+    """load_state_dict that reports missing, unexpected or mis-shaped tensors as one ModelError line."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        detail = ", ".join(f"{n} {label}" for n, label in ((len(missing), "missing"), (len(unexpected), "unexpected"),
+                                                            (len(shapes), "mis-shaped")) if n)
+        first = (shapes or missing or unexpected)[0]
+        raise ModelError(f"{what}: weights do not match architecture {arch!r} with {num_classes} classes "
+                         f"({detail} tensors, e.g. {first!r})")
+    model.load_state_dict(state, strict=True)
+
+
 def load_source(path: Path, map_location: str | torch.device = "cpu") -> SourceModel:
     path = Path(path)
     tensors, header = read_tensors(path)
     meta = parse_meta(header.get(META_KEY), path)
     model = build_source_model(meta)
-    result = model.load_state_dict(tensors, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise ModelError(
-            f"{path}: weights do not match architecture {meta.arch!r} with {meta.num_classes} classes "
-            f"({len(result.missing_keys)} missing, {len(result.unexpected_keys)} unexpected tensors)")
+    load_state_checked(model, tensors, str(path), meta.arch, meta.num_classes)
     return model.to(map_location).eval()
