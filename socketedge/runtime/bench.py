@@ -1,0 +1,206 @@
+"""`socketedge bench`: latency and throughput of a model per backend, precision and batch size, and the live
+loop's own overhead per frame (the whole run loop on in-memory frames minus the model's latency)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from socketedge.capture.base import Frame, FrameSource, SensorInfo
+from socketedge.errors import ConfigError, DeviceError, MissingExtraError
+from socketedge.export.metadata import ModelCard
+from socketedge.runtime.backends import (
+    BACKENDS,
+    Backend,
+    backend_for,
+    backend_names,
+    open_backend,
+    parse_backend_spec,
+)
+from socketedge.runtime.meters import LatencyMeter
+from socketedge.utils.progress import make_progress
+
+
+class BenchConfig(BaseModel):
+    models: list[Path]
+    backends: list[str] = Field(default_factory=lambda: ["auto"])  # e.g. onnxruntime-cpu, onnxruntime-cuda
+    batches: list[int] = Field(default_factory=lambda: [1, 8])
+    threads: int | None = None
+    height: int = 480
+    width: int = 640
+    warmup: int = 10
+    iters: int = 100
+    loop_frames: int = 300  # frames through the live loop for its overhead; 0 skips it
+    seed: int = 0
+
+
+@dataclass
+class BenchRow:
+    model: str
+    backend: str
+    providers: str
+    precision: str
+    batch: int
+    threads: int | None
+    median_ms: float  # per batch
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    frames_per_s: float  # batch / mean latency
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LoopOverhead:
+    model: str
+    backend: str
+    frames: int
+    loop_ms: float  # mean wall time per frame through run_live
+    model_ms: float  # mean model latency, same frames, measured in the same run
+    overhead_ms: float
+    overhead_pct: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    rows: list[BenchRow]
+    overhead: list[LoopOverhead]
+    skipped: list[str]  # "backend: why" for backends this machine cannot run
+
+    def to_dict(self) -> dict:
+        return {"rows": [r.to_dict() for r in self.rows], "overhead": [o.to_dict() for o in self.overhead],
+                "skipped": self.skipped}
+
+
+def random_frames(card: ModelCard, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Frames with plausible values: depth 0.3–5 m in sensor units (some invalid zeros), or 8-bit intensity."""
+    rng = np.random.default_rng(seed)
+    if card.input_dtype == "uint16":
+        scale = card.depth_scale or 0.001
+        x = rng.uniform(0.3 / scale, 5.0 / scale, (batch, 1, height, width)).astype(np.uint16)
+        x[rng.random(x.shape) < 0.05] = 0
+        return x
+    channels = 3 if card.modality == "rgb" else 1
+    return rng.integers(0, 256, (batch, channels, height, width), dtype=np.uint8)
+
+
+def time_backend(backend: Backend, frames: np.ndarray, warmup: int, iters: int) -> LatencyMeter:
+    for _ in range(warmup):
+        backend.infer(frames)
+    meter = LatencyMeter(capacity=max(iters, 1))
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        backend.infer(frames)
+        meter.add(time.perf_counter() - t0)
+    return meter
+
+
+class RepeatSource(FrameSource):
+    """``count`` copies of one in-memory frame: the loop's own cost with no camera or decoder in the way."""
+
+    scheme = "repeat"
+
+    def __init__(self, frame: Frame, count: int):
+        super().__init__(f"repeat://{count}")
+        self.frame, self.count, self.i = frame, count, 0
+
+    def open(self) -> SensorInfo:
+        self.i = 0
+        return SensorInfo(sensor="in-memory", modalities=("depth",))
+
+    def read(self) -> Frame | None:
+        if self.i >= self.count:
+            return None
+        self.i += 1
+        f = self.frame
+        return Frame(index=self.i - 1, timestamp=float(self.i), depth=f.depth, infrared=f.infrared, color=f.color)
+
+
+def single_frame(card: ModelCard, height: int, width: int, seed: int = 0) -> Frame:
+    x = random_frames(card, 1, height, width, seed)[0]
+    if card.modality == "depth":
+        return Frame(0, 0.0, depth=x[0])
+    if card.modality == "rgb":
+        return Frame(0, 0.0, color=x.transpose(1, 2, 0).copy())
+    return Frame(0, 0.0, infrared=x[0])
+
+
+def loop_overhead(backend: Backend, frames: int = 300, height: int = 480, width: int = 640,
+                  warmup: int = 10) -> LoopOverhead:
+    """Mean wall time per frame of ``run_live`` (no sinks, no smoothing, frames from memory) against the mean
+    model latency on the same frame right before it, both in this process."""
+    from socketedge.runtime.loop import frame_input, run_live
+
+    frame = single_frame(backend.card, height, width)
+    model = time_backend(backend, frame_input(frame, backend.card), warmup, frames)
+    summary = run_live(backend, lambda: RepeatSource(frame, frames), sinks=[], drop="never")
+    loop_ms = summary.loop_ms
+    model_ms = model.mean_ms
+    return LoopOverhead(model=backend.model.name, backend=backend.describe(), frames=summary.frames,
+                        loop_ms=loop_ms, model_ms=model_ms, overhead_ms=loop_ms - model_ms,
+                        overhead_pct=100.0 * (loop_ms - model_ms) / model_ms)
+
+
+def default_backends(model: Path) -> list[str]:
+    """Every backend this machine can run ``model`` with: onnxruntime on CPU plus each GPU provider present."""
+    kind = backend_for(model)
+    if kind != "onnxruntime":
+        return [kind]
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    out = ["onnxruntime-cpu"]
+    out += ["onnxruntime-cuda"] if "CUDAExecutionProvider" in available else []
+    out += ["onnxruntime-tensorrt"] if "TensorrtExecutionProvider" in available else []
+    return out
+
+
+def bench(config: BenchConfig) -> BenchReport:
+    backend_names()  # registers the built-in backends
+    if any(b < 1 for b in config.batches):
+        raise ConfigError(f"--batch sizes must be positive, got {config.batches}")
+    rows: list[BenchRow] = []
+    overheads: list[LoopOverhead] = []
+    skipped: list[str] = []
+    plan = [(m, b) for m in config.models for b in (default_backends(m) if config.backends == ["auto"]
+                                                    else config.backends)]
+    with make_progress(transient=True) as progress:
+        task = progress.add_task("bench", total=len(plan) * len(config.batches), terms="")
+        for model, spec in plan:
+            name = parse_backend_spec(spec)[0]
+            if name != "auto" and not BACKENDS.get(name).accepts(model):
+                skipped.append(f"{model.name} {spec}: the {name} backend does not run this file type")
+                progress.advance(task, len(config.batches))
+                continue
+            try:
+                backend = open_backend(model, spec, threads=config.threads)
+            except (DeviceError, MissingExtraError) as e:  # a GPU path this machine lacks: report, keep going
+                skipped.append(f"{model.name} {spec}: {e}")
+                progress.advance(task, len(config.batches))
+                continue
+            with backend:
+                for batch in config.batches:
+                    progress.update(task, terms=f"{backend.name} batch {batch}")
+                    x = random_frames(backend.card, batch, config.height, config.width, config.seed)
+                    meter = time_backend(backend, x, config.warmup, config.iters)
+                    pct = meter.percentiles_ms((50, 90, 99))
+                    rows.append(BenchRow(model=model.name, backend=spec if spec != "auto" else backend.name,
+                                         providers=", ".join(backend.providers), precision=backend.precision,
+                                         batch=batch, threads=backend.threads, median_ms=pct["p50"],
+                                         p90_ms=pct["p90"], p99_ms=pct["p99"], mean_ms=meter.mean_ms,
+                                         frames_per_s=1000.0 * batch / meter.mean_ms))
+                    progress.advance(task)
+                if config.loop_frames:
+                    progress.update(task, terms=f"{backend.name} live loop")
+                    overheads.append(loop_overhead(backend, config.loop_frames, config.height, config.width,
+                                                   config.warmup))
+    return BenchReport(rows, overheads, skipped)
