@@ -61,5 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="socketedge")
     except SocketEdgeError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True, markup=True)
+        from rich.markup import escape
+
+        # escaped: messages name extras like socketedge[gpu], which rich would read as markup and drop
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(1)
