@@ -150,7 +150,10 @@ class CaptureThread(threading.Thread):
                     delay = self.backoff.delay(attempt)
                     if attempt == 1:
                         self.losses += 1
-                    self._report(f"camera lost ({e}); reopening in {delay:.1f} s (attempt {attempt})")
+                    if attempt == 1:
+                        self._report(f"camera lost ({e}); reopening in {delay:.1f} s")
+                    else:
+                        self._report(f"reopen attempt {attempt - 1} failed ({e}); retrying in {delay:.1f} s")
                     self._halt.wait(delay)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer thread, which raises it
             self.error = e

@@ -34,9 +34,8 @@ class TorchBackend(Backend):
 
     @classmethod
     def accepts(cls, path: Path) -> bool:
-        from socketedge.models.bundle import is_bundle
-
-        return is_bundle(path) or super().accepts(path)
+        # any directory: load_ensemble says clearly when it is not a bundle, and checking here would import torch
+        return Path(path).is_dir() or super().accepts(path)
 
     @classmethod
     def what_it_opens(cls) -> str:
