@@ -77,6 +77,25 @@ class FrameSource(abc.ABC):
         self.options = options
         self.info: SensorInfo | None = None
 
+    @property
+    def target(self) -> str:
+        """What follows ``scheme://`` (a serial, an index, a path), without the query."""
+        return parse_uri(self.uri)[1]
+
+    def option(self, name: str, default=None, cast=str):
+        """An option from the URI query or keyword arguments, converted with ``cast`` (bool understands
+        1/0/true/false/yes/no/on/off); a value that does not convert is a one-line ConfigError."""
+        value = self.options.get(name)
+        if value is None or value == "":
+            return default
+        try:
+            if cast is bool:
+                return as_bool(value)
+            return value if isinstance(value, cast) else cast(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{self.scheme or 'source'} option {name}={value!r} is not a valid "
+                              f"{getattr(cast, '__name__', cast)}; fix {self.uri!r}") from None
+
     @abc.abstractmethod
     def open(self) -> SensorInfo: ...
 
@@ -96,6 +115,17 @@ class FrameSource(abc.ABC):
     def __iter__(self):
         while (frame := self.read()) is not None:
             yield frame
+
+
+def as_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 SOURCES: Registry[type[FrameSource]] = Registry("frame source")

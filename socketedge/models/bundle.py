@@ -3,8 +3,6 @@ metrics. Written atomically (weights via a temporary file; the manifest last).""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import torch
@@ -15,6 +13,7 @@ from socketedge.errors import ModelError
 from socketedge.models.checkpoint import atomic_save_tensors, load_state_checked, read_tensors
 from socketedge.models.ensemble import Ensemble, Member
 from socketedge.models.source_model import ModelMeta, build_source_model
+from socketedge.utils.atomic import write_json_atomic  # noqa: F401 - re-exported: its home is torch-free
 from socketedge.utils.versions import versions
 
 BUNDLE_MANIFEST = "bundle.json"
@@ -35,13 +34,6 @@ class BundleManifest(BaseModel):
     config: dict = Field(default_factory=dict)
     summary: dict = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
-
-
-def write_json_atomic(path: Path, data: dict | str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
-    os.replace(tmp, path)
 
 
 def save_bundle(out: Path, ensemble: Ensemble, method: str, config: dict, summary: dict | None = None,
