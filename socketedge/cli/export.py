@@ -1,0 +1,73 @@
+"""`socketedge export`: an adapted bundle (or source checkpoint) → one fused ONNX graph (→ TensorRT engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+ORDER = 40
+
+
+def _frame_size(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    from socketedge.errors import ConfigError
+
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--frame-size {value!r} is not HxW, e.g. 480x640") from None
+    if h < 1 or w < 1:
+        raise ConfigError(f"--frame-size {value!r} must be positive, e.g. 480x640")
+    return h, w
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def export(
+        model: Path = typer.Argument(..., help="Adapted bundle directory or source .ckpt (or, with --format "
+                                     "tensorrt, an exported .onnx to build the engine from)."),
+        out: Path = typer.Option(..., "--out", "-o", help="model.onnx (--format onnx) or model.engine (tensorrt)."),
+        precision: str = typer.Option(None, "--precision", "-p", help="fp32 (default) | fp16 | int8."),
+        calib: Path = typer.Option(None, "--calib", help="Target frames for int8 calibration and the parity "
+                                   "check [default: the bundle's target folder]."),
+        fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | tensorrt."),
+        modality: str = typer.Option(None, "--modality", "-m", help="Frames the model will see (needed for a "
+                                     "source .ckpt trained on rgb): depth | nir | thermal."),
+        calib_frames: int = typer.Option(64, "--calib-frames", min=1, help="How many frames to calibrate and "
+                                         "check parity on."),
+        threshold: float = typer.Option(None, "--parity-threshold", help="fp32: max |Δp| [1e-4]; fp16 / int8: "
+                                        "minimum top-1 agreement [0.99 / 0.97]."),
+        frame_size: str = typer.Option(None, "--frame-size", help="TensorRT profile frame size HxW [default: "
+                                       "the calibration frames', else 480x640]."),
+        max_batch: int = typer.Option(8, "--max-batch", min=1, help="TensorRT profile maximum batch."),
+        workspace_gb: float = typer.Option(2.0, "--workspace-gb", help="TensorRT builder workspace (GiB)."),
+        timing_cache: Path = typer.Option(None, "--timing-cache", help="TensorRT timing cache file [default: "
+                                          "next to the engine]."),
+    ) -> None:
+        """Fuse the sources, ζ and preprocessing into one graph taking raw frames; write ONNX (+ TensorRT)."""
+        from socketedge.errors import ParityError
+        from socketedge.export.parity import table
+        from socketedge.export.pipeline import ExportConfig, export_model
+        from socketedge.utils.progress import console
+
+        cfg = ExportConfig(model=model, out=out, format=fmt, precision=precision, calib=calib, modality=modality,
+                           calib_frames=calib_frames, threshold=threshold, frame_size=_frame_size(frame_size),
+                           max_batch=max_batch, workspace_gb=workspace_gb, timing_cache=timing_cache)
+        result = export_model(cfg)
+        card = result.card
+        if card.parity:
+            console.print(table(card.parity))
+        for note in result.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        console.print(f"wrote {result.onnx_path} ({card.precision}, {len(card.sources)} source(s), "
+                      f"{len(card.class_names)} classes, {card.modality} {card.input_dtype})")
+        if result.parity_path:
+            console.print(f"wrote {result.parity_path}")
+        if result.engine_path:
+            console.print(f"wrote {result.engine_path} + {result.engine_path}.json")
+        if card.parity and not card.parity.get("passed"):
+            raise ParityError(f"{result.onnx_path} failed its parity check ({card.parity['criterion']} "
+                              f"{card.parity['worst']:.4g} vs threshold {card.parity['threshold']:g}); it is kept "
+                              "and marked failed in its metadata — inspect the table above")

@@ -1,0 +1,214 @@
+"""`socketedge export` as one library call: model → fused graph → ONNX (fp32 / fp16 / int8) → parity → card
+(→ TensorRT engine).
+
+``export_model(ExportConfig(...))`` writes ``<out>`` (always an ``.onnx`` for the onnx format; for the tensorrt
+format the ONNX goes next to the engine), ``<onnx>.parity.json`` and, for TensorRT, ``<engine>`` +
+``<engine>.json``. A failed parity check still writes the artifact, marked ``parity.passed = false`` in its
+metadata; the result says so and the CLI exits 1. An existing ``.onnx`` can be turned into an engine on the
+target device (``MODEL = model.onnx --format tensorrt``); its card is read from the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from socketedge.errors import ConfigError, DataError, ModelError
+from socketedge.export.formats import resolve
+from socketedge.export.metadata import ModelCard
+from socketedge.models.bundle import write_json_atomic
+
+SINGLE_CHANNEL = ("depth", "nir", "thermal")
+
+
+class ExportConfig(BaseModel):
+    model: Path  # bundle directory, source .ckpt, or (tensorrt format only) an exported .onnx
+    out: Path
+    format: str = "onnx"
+    precision: str | None = None  # default fp32; for an .onnx MODEL, the graph's own precision
+    calib: Path | None = None  # default: the bundle's target folder (config["target"])
+    modality: str | None = None
+    calib_frames: int = Field(64, ge=1)
+    threshold: float | None = None  # parity threshold; default from the precision table
+    # TensorRT
+    frame_size: tuple[int, int] | None = None  # (H, W) of the engine profile; default: the calibration frames'
+    max_batch: int = Field(8, ge=1)
+    workspace_gb: float = Field(2.0, gt=0)
+    timing_cache: Path | None = None
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    card: ModelCard
+    parity_path: Path | None = None
+    engine_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.card.parity.get("passed", False))
+
+
+def sha256_files(path: Path) -> tuple[str, dict[str, str]]:
+    """(combined, per-file) sha256 of a file or of every file of a directory, by relative name."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.suffix != ".tmp")
+    per_file, total = {}, hashlib.sha256()
+    for f in files:
+        h = hashlib.sha256()
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        name = f.name if f == path else f.relative_to(path).as_posix()
+        per_file[name] = h.hexdigest()
+        total.update(f"{name}\0{per_file[name]}\n".encode())
+    return total.hexdigest(), per_file
+
+
+def build_card(ensemble, manifest, model_path: Path, precision: str) -> ModelCard:
+    from socketedge.utils.versions import versions
+
+    spec = ensemble.members[0].preprocess.spec
+    depth = spec.modality == "depth"
+    digest, per_file = sha256_files(model_path)
+    return ModelCard(
+        class_names=list(ensemble.class_names), modality=spec.modality, input_dtype=spec.raw_dtype,
+        input_units="depth_raw" if depth else "intensity_8bit", depth_scale=spec.depth_scale if depth else None,
+        preprocessing=[m.preprocess.spec.model_dump(mode="json") for m in ensemble.members],
+        zeta=[float(z) for z in ensemble.zeta.tolist()], sources=[m.model.meta.arch for m in ensemble.members],
+        method=manifest.method if manifest is not None else "source", precision=precision,
+        versions=versions("onnxscript", "onnxslim"), bundle_sha256=digest,
+        extra={"model_files": per_file, "model": str(Path(model_path).name)})
+
+
+def _load(cfg: ExportConfig):
+    from socketedge.models.bundle import is_bundle, read_manifest
+    from socketedge.models.loading import load_ensemble
+
+    if not cfg.model.exists():
+        raise ModelError(f"model {cfg.model} does not exist; pass an adapted bundle directory or a source .ckpt")
+    ensemble = load_ensemble([cfg.model], modality=cfg.modality)
+    manifest = read_manifest(cfg.model) if is_bundle(cfg.model) else None
+    if ensemble.modality not in SINGLE_CHANNEL:
+        raise ConfigError(f"{cfg.model} takes {ensemble.modality} frames; export builds a graph for a depth, nir or "
+                          "thermal camera: pass --modality depth|nir|thermal")
+    return ensemble, manifest
+
+
+def _calibration_dir(cfg: ExportConfig, manifest) -> Path | None:
+    if cfg.calib is not None:
+        return cfg.calib
+    target = (manifest.config.get("target") if manifest is not None else None) or None
+    if target and not Path(target).exists():
+        raise DataError(f"the bundle's target folder {target} is gone; pass --calib DIR with {manifest.modality} "
+                        "frames")
+    return Path(target) if target else None
+
+
+def export_model(cfg: ExportConfig) -> ExportResult:
+    fmt, prec = resolve(cfg.format, cfg.precision or "fp32")
+    if fmt.name == "tensorrt":
+        from socketedge.export.tensorrt import require_tensorrt
+
+        require_tensorrt()  # fail before minutes of export work
+        if cfg.model.suffix == ".onnx":
+            return _engine_from_onnx(cfg)
+    elif cfg.out.suffix != ".onnx":
+        raise ConfigError(f"--out {cfg.out} should end in .onnx for --format onnx")
+    if cfg.model.suffix == ".onnx":
+        raise ConfigError(f"{cfg.model} is already exported; an .onnx model is only accepted with --format tensorrt")
+
+    import torch
+
+    from socketedge.export import onnx_export, parity, precision
+    from socketedge.export.frames import load_frames, synthetic_frames
+    from socketedge.fuse import fuse
+
+    ensemble, manifest = _load(cfg)
+    modality = ensemble.modality
+    notes: list[str] = []
+    calib = _calibration_dir(cfg, manifest)
+    if calib is not None:
+        frames = load_frames(calib, modality, cfg.calib_frames)
+        data = f"{len(frames)} {modality} frames from {calib}"
+    elif prec.name == "int8":
+        raise ConfigError("int8 needs real target frames to calibrate on: pass --calib DIR (the model "
+                          f"{cfg.model} records no target folder)")
+    else:
+        frames = synthetic_frames(modality, (120, 160), 16)
+        data = "synthetic (no --calib and no target folder recorded in the model)"
+        notes.append(f"parity measured on {data}; pass --calib DIR to check on real frames")
+
+    fused, folds = fuse(ensemble)
+    raw_dtype = getattr(torch, ensemble.members[0].preprocess.spec.raw_dtype)
+    graph = onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype))
+    graph = onnx_export.clean(graph)
+    if prec.name == "fp16":
+        graph = precision.to_fp16(graph)
+    elif prec.name == "int8":
+        graph = precision.to_int8(graph, frames)
+    onnx_export.check(graph)
+
+    card = build_card(ensemble, manifest, cfg.model, prec.name)
+    card.extra.update({
+        "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
+        "calibration": data, "format": fmt.name,
+        "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
+                  "parametrizations_removed": f.parametrizations_removed, "notes": f.notes} for f in folds]})
+
+    session = parity.session_for(graph.SerializeToString())
+    report = parity.judge(parity.measure(fused, session, frames), prec, cfg.threshold)
+    report["data"] = data
+    card.parity = report
+    onnx_path = cfg.out if fmt.name == "onnx" else cfg.out.with_suffix(".onnx")
+    onnx_export.set_metadata(graph, card)
+    onnx_export.save(graph, onnx_path)
+    parity_path = onnx_path.with_name(onnx_path.name + ".parity.json")
+    write_json_atomic(parity_path, json.dumps(report, indent=2))
+    result = ExportResult(onnx_path, card, parity_path, notes=notes)
+    if fmt.name == "tensorrt":
+        if not report["passed"]:
+            notes.append("TensorRT engine not built: the ONNX failed its parity check")
+            return result
+        from socketedge.export.tensorrt import build_engine
+
+        size = cfg.frame_size or _common_size(frames)
+        result.card = build_engine(onnx_path, cfg.out, card, size, cfg.max_batch, 1, cfg.workspace_gb,
+                                   cfg.timing_cache)
+        result.engine_path = cfg.out
+    return result
+
+
+def _common_size(frames) -> tuple[int, int]:
+    from collections import Counter
+
+    return Counter(f.shape for f in frames).most_common(1)[0][0]
+
+
+def _engine_from_onnx(cfg: ExportConfig) -> ExportResult:
+    """An engine from an already exported ONNX (on the target device): card and parity come from its metadata."""
+    import onnx
+
+    from socketedge.export.tensorrt import build_engine
+
+    try:
+        model = onnx.load_model(str(cfg.model), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError / OSError
+        raise ModelError(f"{cfg.model} is not a readable ONNX file ({type(e).__name__})") from None
+    card = ModelCard.from_props({p.key: p.value for p in model.metadata_props}) if any(
+        p.key.startswith("socketedge.") for p in model.metadata_props) else None
+    if card is None:
+        raise ModelError(f"{cfg.model} carries no socketedge model card; export it with `socketedge export` first")
+    if card.parity_passed is False:
+        raise ModelError(f"{cfg.model} is marked as having failed its parity check; re-export it")
+    if cfg.precision and cfg.precision != card.precision:
+        raise ConfigError(f"{cfg.model} is a {card.precision} graph; TensorRT takes precision from the graph, so "
+                          f"pass --precision {card.precision} or re-export")
+    engine_card = build_engine(cfg.model, cfg.out, card, cfg.frame_size or (480, 640), cfg.max_batch, 1,
+                               cfg.workspace_gb, cfg.timing_cache)
+    return ExportResult(cfg.model, engine_card, engine_path=cfg.out)
