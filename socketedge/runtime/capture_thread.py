@@ -89,11 +89,15 @@ class FrameQueue:
 class CaptureThread(threading.Thread):
     """Reads ``open_source()`` into ``queue`` until the stream ends, ``stop()`` is called or a non-recoverable
     error occurs (kept in ``error`` for the consumer to raise). The first open happens here too; call
-    ``wait_opened()`` to get its SensorInfo or its error."""
+    ``wait_opened()`` to get its SensorInfo or its error. ``drop``: auto (drop the oldest frame for live
+    sources, wait for finite ones), always, never."""
 
     def __init__(self, open_source: Callable[[], FrameSource], queue: FrameQueue, backoff: Backoff | None = None,
-                 on_event: Callable[[str], None] | None = None):
+                 on_event: Callable[[str], None] | None = None, drop: str = "auto"):
         super().__init__(name="socketedge-capture", daemon=True)
+        if drop not in ("auto", "always", "never"):
+            raise ValueError(f"drop must be auto, always or never, not {drop!r}")
+        self.drop = drop
         self.open_source = open_source
         self.queue = queue
         self.backoff = backoff or Backoff()
@@ -130,6 +134,8 @@ class CaptureThread(threading.Thread):
                     source = self.open_source()
                     with source:
                         self.source = source
+                        # decided after open: a source may only know then (synthetic:// with frames=N is finite)
+                        self.queue.drop_oldest = source.live if self.drop == "auto" else self.drop == "always"
                         if self.info is None:
                             self.info = source.info
                             self._opened.set()

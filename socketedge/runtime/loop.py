@@ -128,16 +128,8 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
     card = backend.card
     names = card.class_names
     smoother = smoother or make_smoother("none")
-    probe = open_frames()
-    live = bool(getattr(probe, "live", False))
-    drop_oldest = {"auto": live, "always": True, "never": False}[drop]
-    queue = FrameQueue(queue_size, drop_oldest)
-    first = [probe]  # the probe is the first source opened: no second open of a camera just to ask if it is live
-
-    def factory() -> FrameSource:
-        return first.pop() if first else open_frames()
-
-    capture = CaptureThread(factory, queue, backoff, on_event)
+    queue = FrameQueue(queue_size, drop_oldest=drop == "always")
+    capture = CaptureThread(open_frames, queue, backoff, on_event, drop)
     latency, infer, fps = LatencyMeter(), LatencyMeter(), FpsMeter()
     histogram: Counter[int] = Counter()
     ended_by = "end_of_stream"
@@ -148,7 +140,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
         capture.start()
         try:
             info = capture.wait_opened()
-            ctx = SinkContext(card=card, source_uri=probe.uri, source_fps=getattr(info, "fps", None),
+            ctx = SinkContext(card=card, source_uri=capture.source.uri, source_fps=getattr(info, "fps", None),
                               backend=backend.describe())
             for sink in sinks:
                 sink.open(ctx)
