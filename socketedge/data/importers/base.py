@@ -32,7 +32,6 @@ import numpy as np
 
 from socketedge.data.imageio import read_image, write_image
 from socketedge.errors import ConfigError, DataError
-from socketedge.models.bundle import write_json_atomic
 from socketedge.utils.progress import make_progress
 
 IMPORT_MANIFEST = "import.json"
@@ -240,6 +239,9 @@ def write_plan(plan: ImportPlan, out: Path, overwrite: bool = False, workers: in
             with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL while decoding / encoding
                 for _ in pool.map(run, jobs):
                     progress.advance(task)
+        # write_json_atomic lives beside the bundle format, whose module imports torch: import it only here
+        from socketedge.models.bundle import write_json_atomic
+
         counts = {d.name: dict(sorted(Counter(p.label for p in d.pairs).items())) for d in plan.domains}
         depth_scale = {d.name: d.depth_scale for d in plan.domains if d.depth_scale is not None}
         write_json_atomic(stage / IMPORT_MANIFEST, _manifest(plan, counts, written, depth_scale))
