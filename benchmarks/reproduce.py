@@ -117,7 +117,7 @@ def _import_options(pairs: list[str]) -> dict:
 
 def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, dict]:
     """The imported dataset folder and its import.json (importing the release first when needed)."""
-    from socketedge.data.importers import IMPORT_MANIFEST, import_dataset, read_import
+    from socketedge.data.importers import IMPORT_MANIFEST, import_dataset, plan_options, read_import
     from socketedge.errors import ConfigError
 
     root = Path(args.root)
@@ -128,11 +128,10 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, dict]:
         return root, manifest
     data = work / "data"
     options = _import_options(args.import_option)
-    if (data / IMPORT_MANIFEST).is_file():
+    if (data / IMPORT_MANIFEST).is_file():  # reuse an earlier import of the same release with the same options
         manifest = read_import(data)
-        same = (manifest["source_root"] == str(root.resolve())
-                and all(manifest["options"].get(k) == v for k, v in options.items()))
-        if same:
+        resolved = plan_options(args.dataset, **options)
+        if manifest["source_root"] == str(root.resolve()) and manifest["options"] == resolved:
             return data, manifest
     import_dataset(args.dataset, root, data, overwrite=True, show_progress=not args.quiet, **options)
     return data, read_import(data)

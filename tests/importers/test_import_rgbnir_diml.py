@@ -57,6 +57,8 @@ def test_rgbnir_split_by_name(rgbnir_release, tmp_path):
         plan_import("rgbnir", root, task_classes=["field", "forest"], ti_classes=["field"])
     with pytest.raises(ConfigError, match="--num-task 10"):
         plan_import("rgbnir", root, num_task=10)
+    with pytest.raises(ConfigError, match="task_clases"):  # a misspelt option is an error, not ignored
+        plan_import("rgbnir", root, task_clases=["field", "forest"])
 
 
 def test_rgbnir_wrong_structure(tmp_path):

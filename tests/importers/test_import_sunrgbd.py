@@ -118,3 +118,16 @@ def test_bad_input(sunrgbd_release, tmp_path):
         import_dataset("sunrgbd", root, tmp_path / "o", sensors=["kv1"], show_progress=False)
     import_dataset("sunrgbd", root, tmp_path / "o", sensors=["kv1"], overwrite=True, show_progress=False)
     assert not list(tmp_path.glob(".o.partial-*"))
+
+
+def test_corrupt_file_leaves_nothing_behind(sunrgbd_release, tmp_path):
+    root, _ = sunrgbd_release({s: {"bedroom": 2, "office": 2} for s in SENSORS})
+    bad = sorted((root / "kv2").rglob("depth/*.png"))[0]
+    from socketedge.data.imageio import write_image
+
+    write_image(bad, np.zeros((8, 8), np.uint8))  # an 8-bit PNG where the release has 16-bit depth
+    with pytest.raises(DataError, match="uint8") as err:
+        import_dataset("sunrgbd", root, tmp_path / "sun", workers=2, show_progress=False)
+    assert str(bad) in str(err.value)
+    assert not (tmp_path / "sun").exists()
+    assert not list(tmp_path.glob(".sun.partial-*"))

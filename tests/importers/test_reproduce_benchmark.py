@@ -57,6 +57,9 @@ def test_rgbnir_table_and_cache(rgbnir_release, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("should have been cached")
 
+    import socketedge.data.importers
+
+    monkeypatch.setattr(socketedge.data.importers, "import_dataset", boom)
     monkeypatch.setattr(socketedge.adapt.run, "adapt", boom)
     monkeypatch.setattr(socketedge.models.train, "train_source", boom)
     again = reproduce.main(args)

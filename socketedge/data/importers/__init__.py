@@ -38,14 +38,22 @@ IMPORTERS.register("diml", Importer("diml", "DIML/CVL RGB-D sample release, indo
                                     DimlOptions, plan_diml))
 
 
-def plan_import(name: str, root: Path, **options) -> ImportPlan:
+def _options(name: str, options: dict) -> BaseModel:
     importer = IMPORTERS.get(name)
     try:
-        opts = importer.options(**{k: v for k, v in options.items() if v is not None})
+        return importer.options(**{k: v for k, v in options.items() if v is not None})
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"{name} import option {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
-    return importer.plan(Path(root), opts)
+
+
+def plan_options(name: str, **options) -> dict:
+    """The importer's options with defaults filled in, as import.json records them."""
+    return _options(name, options).model_dump()
+
+
+def plan_import(name: str, root: Path, **options) -> ImportPlan:
+    return IMPORTERS.get(name).plan(Path(root), _options(name, options))
 
 
 def import_dataset(name: str, root: Path, out: Path, overwrite: bool = False, workers: int | None = None,
@@ -56,4 +64,4 @@ def import_dataset(name: str, root: Path, out: Path, overwrite: bool = False, wo
 
 
 __all__ = ["IMPORTERS", "IMPORT_MANIFEST", "ImportPlan", "ImportReport", "Importer", "import_dataset",
-           "plan_import", "read_import"]
+           "plan_import", "plan_options", "read_import"]

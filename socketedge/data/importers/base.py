@@ -234,11 +234,14 @@ def write_plan(plan: ImportPlan, out: Path, overwrite: bool = False, workers: in
                 write_image(dest, _check_other(plan.read_other(src), plan.modality, src))
 
         workers = workers or max(1, min(8, os.cpu_count() or 1))
-        with make_progress(disable=not show_progress) as progress:
-            task = progress.add_task(f"importing {plan.dataset}", total=len(jobs), terms="")
-            with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL while decoding / encoding
+        pool = ThreadPoolExecutor(workers)  # OpenCV releases the GIL while decoding / encoding
+        try:
+            with make_progress(disable=not show_progress) as progress:
+                task = progress.add_task(f"importing {plan.dataset}", total=len(jobs), terms="")
                 for _ in pool.map(run, jobs):
                     progress.advance(task)
+        finally:  # on an error or Ctrl-C, drop the queued conversions instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
         # write_json_atomic lives beside the bundle format, whose module imports torch: import it only here
         from socketedge.models.bundle import write_json_atomic
 

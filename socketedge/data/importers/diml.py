@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from socketedge.data.imageio import is_image
 from socketedge.data.importers.base import (
@@ -41,6 +41,8 @@ _SAFE = re.compile(r"[^a-z0-9._-]+")
 
 
 class DimlOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     task_classes: list[str] | None = None
     ti_classes: list[str] | None = None
     num_task: int = Field(PAPER_NUM_TASK, ge=2)

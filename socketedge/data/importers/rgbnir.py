@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from socketedge.data.imageio import is_image
 from socketedge.data.importers.base import DomainData, ImportPlan, PairSpec, read_nir_u8, require_root, split_classes
@@ -26,6 +26,8 @@ _NAME = re.compile(r"^(?P<id>.+)_(?P<kind>rgb|nir)$", re.IGNORECASE)
 
 
 class RgbNirOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     task_classes: list[str] | None = None
     ti_classes: list[str] | None = None
     num_task: int = Field(PAPER_NUM_TASK, ge=2)

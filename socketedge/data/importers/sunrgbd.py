@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from socketedge.data.imageio import is_image, read_image
 from socketedge.data.importers.base import ClassSplit, DomainData, ImportPlan, PairSpec, require_root, split_classes
@@ -40,6 +40,8 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class SunRgbdOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     task_classes: list[str] | None = None
     min_per_sensor: int = Field(1, ge=1)
     depth_source: Literal["depth", "bfx"] = "depth"
