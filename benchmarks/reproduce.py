@@ -241,7 +241,8 @@ def render(dataset: str, tables: list[TableSpec], cells: dict, manifest: dict, a
               f"{args.source_epochs} epoch(s); adaptation {args.adapt_epochs} epoch(s); batch {args.batch_size}; "
               f"seeds {', '.join(map(str, args.seeds_list))}; device {args.device}",
               f"- cells: target accuracy %, mean ± sample std over seeds; paper = the paper's number "
-              f"(n/c = not confirmed from a public source, left blank rather than guessed)",
+              f"(n/c = not confirmed from a public source, left blank rather than guessed); multi-source "
+              f"Unadapted = the equal-weight ensemble of the source models",
               f"- total time {seconds / 60:.1f} min; command: `python benchmarks/reproduce.py "
               f"{' '.join(args.argv)}`", ""]
     for table in tables:

@@ -62,6 +62,12 @@ def _print_report(report) -> None:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     written = ", ".join(f"{k} {v}" for k, v in sorted(report.written.items()))
     console.print(f"[green]wrote[/] {report.out} ({written}) and {report.out / 'import.json'}", highlight=False)
+    d, out = domains[0], report.out
+    target = out / d / "target" / report.modality
+    ti = f" --ti {out / 'ti'}" if report.written.get("ti") else ""
+    console.print(f"next: socketedge train-source --data {out / d / 'source'} --out {d}.ckpt\n"
+                  f"      socketedge adapt --source {d}.ckpt --target {target}{ti} --out {d}-adapted\n"
+                  f"      socketedge eval {d}-adapted --data {target}", highlight=False, soft_wrap=True)
 
 
 @import_app.command("sunrgbd")

@@ -27,6 +27,8 @@ def test_sunrgbd_prints_class_table(cli, sunrgbd_release, tmp_path):
     row = next(ln for ln in text.splitlines() if "bedroom" in ln)
     assert row.split("│")[-2].strip() == "8"  # total over the four sensors
     assert "depth scale (metres per unit): kv1 0.001" in text
+    out = tmp_path / "sun"
+    assert f"socketedge adapt --source kv1.ckpt --target {out / 'kv1' / 'target' / 'depth'} --ti {out / 'ti'}" in text
     assert json.loads((tmp_path / "sun" / "import.json").read_text())["split"]["ti_classes"] == ["lab"]
 
 
