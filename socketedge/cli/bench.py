@@ -41,7 +41,6 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from socketedge.errors import ConfigError
-        from socketedge.models.bundle import write_json_atomic
         from socketedge.runtime.bench import BenchConfig
         from socketedge.runtime.bench import bench as run_bench
         from socketedge.utils.progress import console
@@ -73,4 +72,6 @@ def register(app: typer.Typer) -> None:
         for line in report.skipped:
             console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
         if json_out is not None:
+            from socketedge.models.bundle import write_json_atomic  # (imports torch; only for --json)
+
             write_json_atomic(json_out, json.dumps(report.to_dict(), indent=2))

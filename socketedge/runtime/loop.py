@@ -214,11 +214,16 @@ def run(config: RunConfig, on_event: Callable[[str], None] | None = None,
     if "://" not in config.source:
         raise ConfigError(f"--source {config.source!r} is not a URI; e.g. realsense://, file://rec.db3, "
                           "session://DIR, folder://DIR, synthetic://")
+    first = [open_source(config.source)]  # built (not opened) now: a bad URI fails before the model loads
+
+    def open_frames() -> FrameSource:
+        return first.pop() if first else open_source(config.source)
+
     sinks = build_sinks(config)
     smoother = make_smoother(config.smooth, config.window)
     backoff = Backoff(config.reconnect_initial_s, 2.0, config.reconnect_max_s, config.reconnect_attempts)
     with open_backend(config.model, config.backend, config.provider, config.threads, config.require_gpu) as backend:
         if on_backend is not None:
             on_backend(backend)
-        return run_live(backend, lambda: open_source(config.source), sinks, smoother, config.max_frames,
+        return run_live(backend, open_frames, sinks, smoother, config.max_frames,
                         config.queue_size, config.drop, backoff, on_event)
