@@ -112,12 +112,13 @@ def diml_cmd(
     seed: int = _SEED,
     splits: str = typer.Option(None, help="Comma-separated release splits to import (default: train,test)."),
     quality: str = typer.Option("LR", help="LR (512 px wide) | HR (1344 px wide) images of the release."),
+    depth_folder: str = typer.Option("depth_filled", help="Depth subfolder of each category folder."),
     overwrite: bool = _OVERWRITE,
     workers: int = _WORKERS,
 ) -> None:
     """DIML/CVL RGB-D sample (indoor): numbered scene folders become classes; task/TI split by name or by seed."""
     _run("diml", root, out, overwrite, workers, task_classes=task_classes, ti_classes=ti_classes,
-         num_task=num_task, seed=seed, splits=splits, quality=quality)
+         num_task=num_task, seed=seed, splits=splits, quality=quality, depth_folder=depth_folder)
 
 
 def register(app: typer.Typer) -> None:

@@ -109,8 +109,8 @@ def test_bad_input(sunrgbd_release, tmp_path):
     root, _ = sunrgbd_release({"kv1": {"bedroom": 1, "office": 1}})
     with pytest.raises(DataError, match="has no kv2/"):
         import_dataset("sunrgbd", root, tmp_path / "o", show_progress=False)
-    report = import_dataset("sunrgbd", root, tmp_path / "o", sensors=["kv1"], show_progress=False)
-    assert report.task_classes == ["bedroom", "office"]
+    report = import_dataset("sunrgbd", root.parent, tmp_path / "o", sensors=["kv1"], show_progress=False)
+    assert report.task_classes == ["bedroom", "office"]  # the folder holding SUNRGBD/ works too
     with pytest.raises(ConfigError, match="unknown class 'bathroom'"):
         import_dataset("sunrgbd", root, tmp_path / "p", sensors=["kv1"], task_classes=["bathroom", "office"],
                        show_progress=False)

@@ -99,6 +99,8 @@ def plan_sunrgbd(root: Path, options: SunRgbdOptions) -> ImportPlan:
     unknown = [s for s in options.sensors if s not in SENSORS]
     if unknown:
         raise ConfigError(f"unknown SUN RGB-D sensor {unknown[0]!r}; sensors: {', '.join(SENSORS)}")
+    if not any((root / s).is_dir() for s in SENSORS) and (root / "SUNRGBD").is_dir():
+        root = root / "SUNRGBD"  # the folder the release zip unpacks into
     present = [s for s in SENSORS if (root / s).is_dir()]
     if not present:
         raise DataError(f"{root} holds none of the sensor folders {', '.join(SENSORS)}; "
