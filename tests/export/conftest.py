@@ -32,3 +32,12 @@ def bundle1(export_root, target_dir) -> Path:
 def trained_bundle(export_root) -> Path:
     target = depth_target(export_root / "trained_target", per_class=8, seed=3)
     return make_bundle(export_root, "trained", train_tiny(target), target)
+
+
+@pytest.fixture(scope="session")
+def exported(bundle1, bundle2, export_root):
+    """{n: (bundle, ExportResult)}: fp32 ONNX exports of the 1- and 2-source bundles."""
+    from socketedge.export.pipeline import ExportConfig, export_model
+
+    return {n: (bundle, export_model(ExportConfig(model=bundle, out=export_root / f"onnx{n}" / "model.onnx")))
+            for n, bundle in ((1, bundle1), (2, bundle2))}

@@ -16,15 +16,6 @@ from socketedge.fuse import fuse
 from socketedge.models.bundle import load_bundle
 
 
-@pytest.fixture(scope="module")
-def exported(bundle1, bundle2, export_root):
-    out = {}
-    for n, bundle in ((1, bundle1), (2, bundle2)):
-        result = export_model(ExportConfig(model=bundle, out=export_root / f"onnx{n}" / "model.onnx"))
-        out[n] = (bundle, result)
-    return out
-
-
 def frames(n: int, h: int, w: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 7000, (n, 1, h, w)).astype(np.uint16)
 

@@ -1,0 +1,61 @@
+"""int8: static Q/DQ quantization calibrated on real target frames runs in onnxruntime and keeps the top-1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import numpy_helper
+
+from socketedge.data.imageio import read_image
+from socketedge.export.metadata import INPUT_NAME, ModelCard
+from socketedge.export.pipeline import ExportConfig, export_model
+from socketedge.fuse import fuse
+from socketedge.models.bundle import load_bundle, read_manifest
+
+
+@pytest.fixture(scope="module")
+def int8(trained_bundle, export_root):
+    return export_model(ExportConfig(model=trained_bundle, out=export_root / "int8" / "model.onnx", precision="int8"))
+
+
+def calibration_frames(bundle) -> list[np.ndarray]:
+    return [read_image(p, "depth") for p in sorted(Path(read_manifest(bundle).config["target"]).rglob("*.png"))]
+
+
+def test_int8_agrees_with_fp32_on_calibration_set(int8, trained_bundle):
+    sq = ort.InferenceSession(str(int8.onnx_path), providers=["CPUExecutionProvider"])
+    fused, _ = fuse(load_bundle(trained_bundle)[0])
+    frames = calibration_frames(trained_bundle)
+    assert len(frames) == 32
+    pq = np.concatenate([sq.run(None, {INPUT_NAME: x[None, None]})[0] for x in frames])
+    with torch.no_grad():
+        pf = fused(torch.from_numpy(np.stack(frames)[:, None]))[0].numpy()
+    # the trained model is confident, so agreement is not decided by near-ties
+    assert pf.max(1).mean() > 0.6 and len(set(pf.argmax(1))) == 4
+    assert (pq.argmax(1) == pf.argmax(1)).mean() >= 0.97
+    assert np.abs(pq - pf).max() < 0.2  # int8, but not garbage
+    card = ModelCard.from_props(dict(sq.get_modelmeta().custom_metadata_map))
+    assert card.precision == "int8" and card.parity_passed and card.parity["criterion"] == "top1"
+    assert "32 depth frames" in card.parity["data"]
+
+
+def test_int8_graph_is_qdq_per_channel_symmetric(int8):
+    model = onnx.load(str(int8.onnx_path))
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 3
+    for conv in convs:
+        x_dq, w_dq = producers[conv.input[0]], producers[conv.input[1]]
+        assert x_dq.op_type == "DequantizeLinear" and w_dq.op_type == "DequantizeLinear"
+        w, scale, zero = (init[w_dq.input[i]] for i in range(3))
+        assert w.dtype == np.int8 and scale.shape == (w.shape[0],)  # one scale per output channel
+        assert not zero.any() and not init[x_dq.input[2]].any()  # symmetric (TensorRT explicit quantization)
+    # the preprocessing stays float: nothing is quantized before the first Div (normalisation)
+    ops = [n.op_type for n in model.graph.node if n.op_type != "DequantizeLinear"]
+    assert "QuantizeLinear" not in ops[:ops.index("Div")]
