@@ -7,20 +7,25 @@ agreement (thresholds from the precision table, overridable).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from socketedge.export.formats import PrecisionSpec
 from socketedge.export.frames import batches_of
 from socketedge.export.metadata import INPUT_NAME
-from socketedge.fuse import FusedModel
 from socketedge.utils.progress import make_progress
+
+if TYPE_CHECKING:
+    from socketedge.fuse import FusedModel
 
 BATCH_SIZES = (1, 8)
 
 
-def measure(fused: FusedModel, session, frames: list[np.ndarray], batch_sizes=BATCH_SIZES) -> dict[str, dict]:
+def measure(fused: "FusedModel", session, frames: list[np.ndarray], batch_sizes=BATCH_SIZES) -> dict[str, dict]:
     """{"b1": {...}, "b8": {...}}: max_abs, mean_abs, top1 (agreement), frames, batches per batch size."""
+    import torch
+
     out: dict[str, dict] = {}
     plan = {b: batches_of(frames, b) for b in batch_sizes}
     with make_progress(transient=True) as progress:

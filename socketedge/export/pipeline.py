@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from socketedge.errors import ConfigError, DataError, ModelError
 from socketedge.export.formats import resolve
 from socketedge.export.metadata import ModelCard
-from socketedge.models.bundle import write_json_atomic
+from socketedge.utils.atomic import write_json_atomic
 
 SINGLE_CHANNEL = ("depth", "nir", "thermal")
 

@@ -20,7 +20,7 @@ import onnx
 
 from socketedge.errors import ConfigError, ModelError, lazy_import
 from socketedge.export.metadata import INPUT_NAME, ModelCard
-from socketedge.models.bundle import write_json_atomic
+from socketedge.utils.atomic import write_json_atomic
 
 WHY = "an engine must be built on the target device with that device's TensorRT (on a Jetson: JetPack's)"
 
