@@ -3,6 +3,7 @@ loop's own overhead per frame (the whole run loop on in-memory frames minus the 
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,8 +64,13 @@ class LoopOverhead:
     frames: int
     loop_ms: float  # mean wall time per frame through run_live
     model_ms: float  # mean model latency, same frames, measured in the same run
-    overhead_ms: float
+    overhead_ms: float  # loop_ms - model_ms (medians over alternating rounds)
     overhead_pct: float
+    # the same, decomposed inside the loop runs themselves: wall time per frame minus the time spent in infer()
+    # for those very frames, so machine load that slows the model cancels out
+    in_loop_model_ms: float = float("nan")
+    in_loop_overhead_ms: float = float("nan")
+    in_loop_overhead_pct: float = float("nan")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,19 +141,32 @@ def single_frame(card: ModelCard, height: int, width: int, seed: int = 0) -> Fra
 
 
 def loop_overhead(backend: Backend, frames: int = 300, height: int = 480, width: int = 640,
-                  warmup: int = 10) -> LoopOverhead:
-    """Mean wall time per frame of ``run_live`` (no sinks, no smoothing, frames from memory) against the mean
-    model latency on the same frame right before it, both in this process."""
+                  warmup: int = 10, rounds: int = 5) -> LoopOverhead:
+    """Wall time per frame of ``run_live`` (no sinks, no smoothing, frames from memory) against the model alone
+    on the same frame. The two alternate in ``rounds`` chunks and the medians are reported, so a machine whose
+    load drifts during the measurement affects both sides alike."""
     from socketedge.runtime.loop import frame_input, run_live
 
     frame = single_frame(backend.card, height, width)
-    model = time_backend(backend, frame_input(frame, backend.card), warmup, frames)
-    summary = run_live(backend, lambda: RepeatSource(frame, frames), sinks=[], drop="never")
-    loop_ms = summary.loop_ms
-    model_ms = model.mean_ms
-    return LoopOverhead(model=backend.model.name, backend=backend.describe(), frames=summary.frames,
-                        loop_ms=loop_ms, model_ms=model_ms, overhead_ms=loop_ms - model_ms,
-                        overhead_pct=100.0 * (loop_ms - model_ms) / model_ms)
+    x = frame_input(frame, backend.card)
+    time_backend(backend, x, warmup, 0)
+    per = max(frames // max(rounds, 1), 1)
+    model_ms, loop_ms, infer_ms, total = [], [], [], 0
+    for _ in range(max(rounds, 1)):
+        model_ms.append(time_backend(backend, x, 0, per).mean_ms)
+        summary = run_live(backend, lambda: RepeatSource(frame, per), sinks=[], drop="never")
+        loop_ms.append(summary.loop_ms)
+        infer_ms.append(summary.infer_ms["mean"])
+        total += summary.frames
+    loop, model = statistics.median(loop_ms), statistics.median(model_ms)
+    overhead = statistics.median(lo - mo for lo, mo in zip(loop_ms, model_ms))
+    pct = 100.0 * statistics.median(lo / mo - 1.0 for lo, mo in zip(loop_ms, model_ms))
+    in_loop = [lo - mo for lo, mo in zip(loop_ms, infer_ms)]
+    return LoopOverhead(model=backend.model.name, backend=backend.describe(), frames=total, loop_ms=loop,
+                        model_ms=model, overhead_ms=overhead, overhead_pct=pct,
+                        in_loop_model_ms=statistics.median(infer_ms), in_loop_overhead_ms=statistics.median(in_loop),
+                        in_loop_overhead_pct=100.0 * statistics.median(
+                            d / mo for d, mo in zip(in_loop, infer_ms)))
 
 
 def default_backends(model: Path) -> list[str]:

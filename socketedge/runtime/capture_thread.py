@@ -31,17 +31,23 @@ class Backoff:
 
 class FrameQueue:
     """Bounded FIFO of (frame, grab time). ``drop_oldest``: a full queue discards its oldest item instead of
-    blocking the producer."""
+    blocking the producer.
+
+    Wake-ups cost a thread switch each, so they are only sent to a side that is actually waiting, and a blocked
+    producer is woken once the queue has drained to half, refilling several frames per switch."""
 
     def __init__(self, capacity: int, drop_oldest: bool):
         if capacity < 1:
             raise ValueError("queue capacity must be at least 1")
         self.capacity = capacity
+        self.low_water = capacity // 2
         self.drop_oldest = drop_oldest
         self.drops = 0
         self._items: deque[tuple[Frame, float]] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._producer_waiting = 0
+        self._consumer_waiting = 0
 
     def put(self, item: tuple[Frame, float]) -> bool:
         """False when the queue was closed (the consumer has gone)."""
@@ -51,11 +57,14 @@ class FrameQueue:
                     self._items.popleft()
                     self.drops += 1
                     break
+                self._producer_waiting += 1
                 self._cond.wait()
+                self._producer_waiting -= 1
             if self._closed:
                 return False
             self._items.append(item)
-            self._cond.notify_all()
+            if self._consumer_waiting:
+                self._cond.notify_all()
             return True
 
     def get(self, timeout: float | None = None) -> tuple[Frame, float] | None:
@@ -68,9 +77,12 @@ class FrameQueue:
                 left = None if end is None else end - time.monotonic()
                 if left is not None and left <= 0:
                     return None
+                self._consumer_waiting += 1
                 self._cond.wait(left)
+                self._consumer_waiting -= 1
             item = self._items.popleft()
-            self._cond.notify_all()
+            if self._producer_waiting and len(self._items) <= self.low_water:
+                self._cond.notify_all()
             return item
 
     def close(self) -> None:
