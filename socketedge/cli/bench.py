@@ -64,12 +64,13 @@ def register(app: typer.Typer) -> None:
         if report.overhead:
             loop = Table(title="live loop overhead per frame (batch 1, no sinks)")
             for col in ("model", "backend", "frames", "loop ms", "model ms", "overhead ms", "overhead %",
-                        "in-loop model ms", "in-loop overhead ms", "in-loop %"):
+                        "in-loop model ms", "in-loop overhead ms", "in-loop %", "own p50 ms", "own/model %"):
                 loop.add_column(col)
             for o in report.overhead:
                 loop.add_row(o.model, o.backend, str(o.frames), f"{o.loop_ms:.3f}", f"{o.model_ms:.3f}",
                              f"{o.overhead_ms:.3f}", f"{o.overhead_pct:.1f}", f"{o.in_loop_model_ms:.3f}",
-                             f"{o.in_loop_overhead_ms:.3f}", f"{o.in_loop_overhead_pct:.1f}")
+                             f"{o.in_loop_overhead_ms:.3f}", f"{o.in_loop_overhead_pct:.1f}", f"{o.own_p50_ms:.3f}",
+                             f"{o.own_pct:.1f}")
             console.print(loop)
         for line in report.skipped:
             console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)

@@ -82,6 +82,10 @@ def register(app: typer.Typer) -> None:
             for warning in getattr(b, "warnings", []):
                 console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
 
-        summary = run_loop(config, on_event=lambda m: console.print(f"[yellow]{escape(m)}[/]", highlight=False),
-                           on_backend=on_backend)
+        try:
+            summary = run_loop(config, on_event=lambda m: console.print(f"[yellow]{escape(m)}[/]", highlight=False),
+                               on_backend=on_backend)
+        except KeyboardInterrupt:  # Ctrl-C while the model or the camera was still opening
+            console.print("interrupted before the first frame")
+            raise typer.Exit(130) from None
         print_summary(summary, console)

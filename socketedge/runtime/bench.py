@@ -71,6 +71,11 @@ class LoopOverhead:
     in_loop_model_ms: float = float("nan")
     in_loop_overhead_ms: float = float("nan")
     in_loop_overhead_pct: float = float("nan")
+    # per-frame medians inside the loop: its own work (queue → sinks, minus the model) and the model's time;
+    # robust to the scheduler stalls a loaded machine adds to means
+    own_p50_ms: float = float("nan")
+    infer_p50_ms: float = float("nan")
+    own_pct: float = float("nan")  # own_p50 / infer_p50
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -151,12 +156,14 @@ def loop_overhead(backend: Backend, frames: int = 300, height: int = 480, width:
     x = frame_input(frame, backend.card)
     time_backend(backend, x, warmup, 0)
     per = max(frames // max(rounds, 1), 1)
-    model_ms, loop_ms, infer_ms, total = [], [], [], 0
+    model_ms, loop_ms, infer_ms, own_p50, infer_p50, total = [], [], [], [], [], 0
     for _ in range(max(rounds, 1)):
         model_ms.append(time_backend(backend, x, 0, per).mean_ms)
         summary = run_live(backend, lambda: RepeatSource(frame, per), sinks=[], drop="never")
         loop_ms.append(summary.loop_ms)
         infer_ms.append(summary.infer_ms["mean"])
+        own_p50.append(summary.own_ms["p50"])
+        infer_p50.append(summary.infer_ms["p50"])
         total += summary.frames
     loop, model = statistics.median(loop_ms), statistics.median(model_ms)
     overhead = statistics.median(lo - mo for lo, mo in zip(loop_ms, model_ms))
@@ -166,7 +173,9 @@ def loop_overhead(backend: Backend, frames: int = 300, height: int = 480, width:
                         model_ms=model, overhead_ms=overhead, overhead_pct=pct,
                         in_loop_model_ms=statistics.median(infer_ms), in_loop_overhead_ms=statistics.median(in_loop),
                         in_loop_overhead_pct=100.0 * statistics.median(
-                            d / mo for d, mo in zip(in_loop, infer_ms)))
+                            d / mo for d, mo in zip(in_loop, infer_ms)),
+                        own_p50_ms=statistics.median(own_p50), infer_p50_ms=statistics.median(infer_p50),
+                        own_pct=100.0 * statistics.median(o / i for o, i in zip(own_p50, infer_p50)))
 
 
 def default_backends(model: Path) -> list[str]:

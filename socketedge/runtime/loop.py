@@ -80,6 +80,9 @@ class RunSummary:
     providers: list[str] = field(default_factory=list)
     incidents: list[str] = field(default_factory=list)
     loop_ms: float = float("nan")  # mean wall time per prediction in the consumer loop
+    # the loop's own work per frame (frame taken from the queue → sinks done, minus the model), percentiles;
+    # waiting for the camera's next frame is not counted
+    own_ms: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -130,7 +133,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
     smoother = smoother or make_smoother("none")
     queue = FrameQueue(queue_size, drop_oldest=drop == "always")
     capture = CaptureThread(open_frames, queue, backoff, on_event, drop)
-    latency, infer, fps = LatencyMeter(), LatencyMeter(), FpsMeter()
+    latency, infer, own, fps = LatencyMeter(), LatencyMeter(), LatencyMeter(), FpsMeter()
     histogram: Counter[int] = Counter()
     ended_by = "end_of_stream"
     n = 0
@@ -152,6 +155,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
                     if queue.closed:
                         break
                     continue
+                t_got = time.perf_counter()
                 frame, t_grab = item
                 x = frame_input(frame, card)
                 t0 = time.perf_counter()
@@ -171,6 +175,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
                 stop = False
                 for sink in sinks:
                     stop |= sink.write(pred, frame) is False
+                own.add(time.perf_counter() - t_got - (t1 - t0))
                 if on_prediction is not None:
                     on_prediction(pred)
                 if stop:
@@ -191,7 +196,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
         latency_ms=latency.percentiles_ms(), infer_ms={**infer.percentiles_ms(), "mean": infer.mean_ms},
         histogram={names[i]: c for i, c in sorted(histogram.items())}, ended_by=ended_by,
         backend=backend.name, providers=backend.providers, incidents=list(capture.incidents),
-        loop_ms=1000 * elapsed / n if n else float("nan"))
+        loop_ms=1000 * elapsed / n if n else float("nan"), own_ms={**own.percentiles_ms(), "mean": own.mean_ms})
 
 
 def build_sinks(config: RunConfig) -> list[Sink]:

@@ -167,12 +167,18 @@ class OverlayWindow(Sink):
 
     title = "socketedge"
 
-    def open(self, ctx: SinkContext) -> None:
-        super().open(ctx)
+    def __init__(self):
+        self._check()  # at construction: fail before the camera or the model is opened
+
+    @staticmethod
+    def _check() -> None:
         if not display_available():
             raise ConfigError("--show needs a display and an OpenCV with GUI support; this machine has "
                               f"{'no display' if gui_available() else 'opencv-python-headless'} — drop --show "
                               "or use --video FILE")
+
+    def open(self, ctx: SinkContext) -> None:
+        super().open(ctx)
         import cv2
 
         cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)

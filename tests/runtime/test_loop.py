@@ -61,7 +61,7 @@ def test_summary_counts_and_predictions_are_right(backend, scripted):
         assert pred.label == frame.label and pred.class_index == pred.raw_index
         assert pred.latency_ms >= pred.infer_ms > 0
     assert 0 < s.infer_ms["p50"] <= s.infer_ms["p99"] and s.latency_ms["p50"] <= s.latency_ms["p99"]
-    assert s.fps > 0 and s.providers == ["CPUExecutionProvider"]
+    assert s.fps > 0 and s.providers == ["CPUExecutionProvider"] and 0 < s.own_ms["p50"] <= s.own_ms["p99"]
     assert log["opens"] == log["closes"] == 1
 
 

@@ -12,7 +12,7 @@ from socketedge.errors import ConfigError
 from socketedge.runtime.backends import open_backend
 from socketedge.runtime.loop import run_live
 from socketedge.runtime.meters import FpsMeter, LatencyMeter, rss_bytes
-from socketedge.runtime.sinks import ConsoleSink, JsonLinesSink, OverlayWindow, SinkContext, VideoSink, render_overlay
+from socketedge.runtime.sinks import ConsoleSink, JsonLinesSink, OverlayWindow, VideoSink, render_overlay
 
 
 def test_json_lines_console_and_video_from_one_run(onnx_model, scripted, tmp_path, capsys):
@@ -69,7 +69,7 @@ def test_show_without_a_display_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     with pytest.raises(ConfigError, match="--show needs a display"):
-        OverlayWindow().open(SinkContext(card=contract_card(), source_uri="x://"))
+        OverlayWindow()
 
 
 def test_video_rejects_unknown_container(tmp_path):
@@ -117,5 +117,7 @@ def test_bench_library_reports_rows_overhead_and_skips(onnx_model):
     assert o.frames == 20 and o.model_ms > 0 and o.loop_ms > 0
     # inside each loop run the model's time is part of the wall time, so both medians order the same way
     assert 0 < o.in_loop_model_ms < o.loop_ms and o.in_loop_overhead_ms > 0
+    assert o.own_p50_ms > 0 and o.infer_p50_ms > 0 and o.own_pct == pytest.approx(100 * o.own_p50_ms / o.infer_p50_ms,
+                                                                                    rel=0.5)
     skipped = " | ".join(report.skipped)
     assert ("onnxruntime-cuda" in skipped) != has_cuda and "torch backend does not run" in skipped
