@@ -1,0 +1,180 @@
+"""Seconds per SOCKET adaptation step and peak memory, next to the compute floor, measured in one run.
+
+Floor = a bare forward of the same networks on a target batch and a TI batch held in memory, one backward and
+one SGD step: what any implementation must pay. Step = socketedge's real adaptation step (all five loss terms,
+BN hooks, batched augmentation from the in-memory cache, two backward passes). Each configuration runs in its
+own process so that its peak memory (RSS on CPU, torch's max allocated on CUDA) is its own.
+
+    python benchmarks/adapt_speed.py                       # resnet18/50 × 112/224 px × 1/2 sources, CPU
+    python benchmarks/adapt_speed.py --archs resnet18 --sizes 112 --steps 3
+    python benchmarks/adapt_speed.py --device cuda         # on a GPU machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _peak_mb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _make_data(root: Path, n: int, size: int) -> None:
+    import numpy as np
+
+    from socketedge.data.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        write_image(root / "target" / "depth" / f"{i:05d}.png", rng.integers(300, 5000, (size, size), dtype=np.uint16))
+        write_image(root / "ti" / "rgb" / "x" / f"{i:05d}.png", rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+        write_image(root / "ti" / "depth" / "x" / f"{i:05d}.png", rng.integers(300, 5000, (size, size), dtype=np.uint16))
+
+
+def _sources(root: Path, arch: str, k: int, size: int) -> list[Path]:
+    import torch
+
+    from socketedge.models.checkpoint import save_source
+    from socketedge.models.source_model import new_source_model
+
+    out = []
+    for i in range(k):
+        torch.manual_seed(i)
+        out.append(save_source(new_source_model(arch, [f"c{j}" for j in range(10)], input_size=size),
+                               root / f"src{i}.ckpt"))
+    return out
+
+
+def run_step(arch: str, size: int, k: int, steps: int, batch: int, device: str) -> dict:
+    from socketedge.adapt.config import AdaptConfig
+    from socketedge.adapt.run import Adapter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        n = batch * (steps + 1)
+        _make_data(root, n, round(size * 256 / 224))
+        sources = _sources(root, arch, k, size)
+        stamps: list[float] = []
+        cfg = AdaptConfig(sources=sources, target=root / "target" / "depth", ti=root / "ti", out=root / "bundle",
+                          epochs=1, batch_size=batch, device=device, show_progress=False, ti_holdout=0.0)
+        adapter = Adapter(cfg, on_step=lambda s: stamps.append(time.perf_counter()))
+        if device == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        adapter.run()
+        # intervals between consecutive step ends within the epoch: pure step cost (pseudo-labels excluded)
+        intervals = [b - a for a, b in zip(stamps[:-1], stamps[1:])]
+        return {"seconds": sorted(intervals)[len(intervals) // 2], "peak_mb": _peak_mb(device)}
+
+
+def run_floor(arch: str, size: int, k: int, steps: int, batch: int, device: str) -> dict:
+    import torch
+
+    from socketedge.models.source_model import new_source_model
+
+    models = [new_source_model(arch, [f"c{j}" for j in range(10)], input_size=size).to(device).train()
+              for _ in range(k)]
+    params = [p for m in models for p in m.parameters()]
+    opt = torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    xt = torch.randn(batch, 3, size, size, device=device)
+    xti = torch.randn(batch, 3, size, size, device=device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = sum(m(xt).mean() + m.encoder(xti).mean() for m in models)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    times = times[1:]  # first iteration warms up allocators / kernels
+    return {"seconds": sorted(times)[len(times) // 2], "peak_mb": _peak_mb(device)}
+
+
+def child(args) -> None:
+    fn = run_step if args.mode == "step" else run_floor
+    print(json.dumps(fn(args.arch, args.size, args.k, args.steps, args.batch, args.device)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--archs", default="resnet18,resnet50")
+    p.add_argument("--sizes", default="112,224")
+    p.add_argument("--sources", default="1,2")
+    p.add_argument("--steps", type=int, default=3, help="measured steps per configuration (median reported)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--_child", dest="mode", choices=["step", "floor"], help=argparse.SUPPRESS)
+    p.add_argument("--_arch", dest="arch", help=argparse.SUPPRESS)
+    p.add_argument("--_size", dest="size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--_k", dest="k", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.mode:
+        child(args)
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = []
+    console = Console()
+    for arch in args.archs.split(","):
+        for size in map(int, args.sizes.split(",")):
+            for k in map(int, args.sources.split(",")):
+                res = {}
+                for mode in ("floor", "step"):
+                    cmd = [sys.executable, __file__, "--_child", mode, "--_arch", arch, "--_size", str(size),
+                           "--_k", str(k), "--steps", str(args.steps), "--batch", str(args.batch),
+                           "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
+                    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"MPLBACKEND": "Agg"})
+                    if out.returncode != 0:
+                        console.print(f"[red]{arch} {size}px {k} src {mode} failed:[/] {out.stderr[-800:]}")
+                        res = {}
+                        break
+                    res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+                if not res:
+                    continue
+                row = {"arch": arch, "size": size, "sources": k, "device": args.device, "batch": args.batch,
+                       "step_s": res["step"]["seconds"], "floor_s": res["floor"]["seconds"],
+                       "ratio": res["step"]["seconds"] / res["floor"]["seconds"],
+                       "step_peak_mb": res["step"]["peak_mb"], "floor_peak_mb": res["floor"]["peak_mb"]}
+                rows.append(row)
+                console.print(row)
+    table = Table(title=f"adaptation step vs compute floor ({args.device}, batch {args.batch} target + "
+                        f"{args.batch} TI pairs, median of {args.steps} steps)")
+    for col in ("arch", "px", "sources", "step s", "floor s", "step / floor", "peak MB step", "peak MB floor"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(r["arch"], str(r["size"]), str(r["sources"]), f"{r['step_s']:.2f}", f"{r['floor_s']:.2f}",
+                      f"{r['ratio']:.2f}", f"{r['step_peak_mb']:.0f}", f"{r['floor_peak_mb']:.0f}")
+    console.print(table)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
