@@ -34,6 +34,7 @@ class AdaptConfig(BaseModel):
     depth_scale: float | None = None
     depth_range: tuple[float, float] | None = None
     ti_holdout: float = Field(0.2, ge=0, lt=1)  # share of TI pairs kept out of training for gap diagnostics
+    gap_pairs: Path | None = None  # explicit held-out pairs for the gap diagnostics (then no TI hold-out)
     show_progress: bool = True
 
     def effective(self) -> "AdaptConfig":

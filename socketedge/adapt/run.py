@@ -161,31 +161,41 @@ class Adapter:
         cfg = self.cfg
         self.ti_rgb = self.ti_tgt = self.hold_rgb = self.hold_tgt = None
         self.psi: list[torch.Tensor] = []
-        if cfg.ti is None:
+        held = None
+        if cfg.ti is None and cfg.gap_pairs is None:
             return
-        pairs = paired_folder(cfg.ti, "rgb", self.modality)
-        if pairs.a.class_names:
-            overlap = sorted(set(pairs.a.class_names) & set(self.class_names))
-            if overlap:
-                raise DataError(f"TI folder {cfg.ti} holds task classes {overlap}; task-irrelevant pairs must "
-                                "come from classes the source models do not predict")
-        n = len(pairs)
-        hold = int(round(n * cfg.ti_holdout)) if n >= 5 else 0
-        hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
-        if len(train_idx) < 2 and cfg.lambda_ti > 0:
-            raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
-        self.ti_rgb = decode_set(_subset(pairs.a, train_idx), self.size, "decoding TI rgb", show)
-        self.ti_tgt = decode_set(_subset(pairs.b, train_idx), self.size, f"decoding TI {self.modality}", show)
-        if len(hold_idx):
-            self.hold_rgb = decode_set(_subset(pairs.a, hold_idx), self.size, "decoding held-out rgb", show)
-            self.hold_tgt = decode_set(_subset(pairs.b, hold_idx), self.size, "decoding held-out target", show)
+        if cfg.ti is not None:
+            pairs = self._ti_pairs(cfg.ti)
+            n = len(pairs)
+            hold = int(round(n * cfg.ti_holdout)) if n >= 5 and cfg.gap_pairs is None else 0
+            hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
+            if len(train_idx) < 2 and cfg.lambda_ti > 0:
+                raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
+            self.ti_rgb = decode_set(_subset(pairs.a, train_idx), self.size, "decoding TI rgb", show)
+            self.ti_tgt = decode_set(_subset(pairs.b, train_idx), self.size, f"decoding TI {self.modality}", show)
+            held = (_subset(pairs.a, hold_idx), _subset(pairs.b, hold_idx)) if len(hold_idx) else None
+        if cfg.gap_pairs is not None:
+            gap = self._ti_pairs(cfg.gap_pairs)
+            held = (gap.a, gap.b)
+        if held is not None:
+            self.hold_rgb = decode_set(held[0], self.size, "decoding held-out rgb", show)
+            self.hold_tgt = decode_set(held[1], self.size, "decoding held-out target", show)
         # The frozen source encoders: ψ_k = f_k^src(x_TI^rgb) once, and the "before" side of the diagnostics.
         self.frozen = [copy.deepcopy(m).eval().requires_grad_(False) for m in self.members]
         self.rgb_pre = [Preprocess(m.preprocess.spec.model_copy(update={"modality": "rgb"})).to(self.device)
                         for m in self.members]
-        if cfg.lambda_ti > 0:
+        if cfg.lambda_ti > 0 and self.ti_rgb is not None:
             self.psi = [f.to(self.device) for f in
                         _features_and_probs(self.frozen, self.ti_rgb.raw, self.device, preprocess=self.rgb_pre)[0]]
+
+    def _ti_pairs(self, root: Path):
+        pairs = paired_folder(root, "rgb", self.modality)
+        if pairs.a.class_names:
+            overlap = sorted(set(pairs.a.class_names) & set(self.class_names))
+            if overlap:
+                raise DataError(f"TI folder {root} holds task classes {overlap}; task-irrelevant pairs must "
+                                "come from classes the source models do not predict")
+        return pairs
 
     # ------------------------------------------------------------------ pieces of a step
     def zeta(self) -> torch.Tensor:
@@ -397,7 +407,8 @@ class Adapter:
         out = Path(cfg.out)
         config = cfg.model_dump(mode="json", exclude={"show_progress", "resume"})
         config |= {"target": str(Path(cfg.target).resolve()), "modality": self.modality,
-                   "ti": str(Path(cfg.ti).resolve()) if cfg.ti else None}
+                   "ti": str(Path(cfg.ti).resolve()) if cfg.ti else None,
+                   "gap_pairs": str(Path(cfg.gap_pairs).resolve()) if cfg.gap_pairs else None}
         summary = {k: v for k, v in metrics.get("final", {}).items() if not isinstance(v, list)}
         ensemble.cpu()
         save_bundle(out, ensemble, cfg.method, config, summary, [str(Path(p).resolve()) for p in cfg.sources])

@@ -32,6 +32,7 @@ def register(app: typer.Typer) -> None:
         depth_scale: float = typer.Option(None, help="Metres per depth unit (default 0.001)."),
         depth_range: str = typer.Option(None, help="Depth clip range NEAR,FAR in metres (default 0.3,5)."),
         ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
+        gap_pairs: Path = typer.Option(None, help="Held-out pairs for the gap diagnostics (instead of --ti-holdout)."),
     ) -> None:
         """Adapt RGB source model(s) to the target modality without RGB task data."""
         from socketedge.adapt.config import AdaptConfig
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
         cfg = AdaptConfig(sources=source, target=target, out=out, ti=ti, method=method, lambda_ti=lambda_ti,
                           lambda_d=lambda_d, lambda_pl=lambda_pl, epochs=epochs, batch_size=batch_size, lr=lr,
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
-                          depth_scale=depth_scale, depth_range=_range(depth_range), ti_holdout=ti_holdout)
+                          depth_scale=depth_scale, depth_range=_range(depth_range), ti_holdout=ti_holdout,
+                          gap_pairs=gap_pairs)
         try:
             result = adapt(cfg)
         except AdaptInterrupted as e:
