@@ -22,13 +22,17 @@ if TYPE_CHECKING:
 BATCH_SIZES = (1, 8)
 
 
-def measure(fused: "FusedModel", session, frames: list[np.ndarray], batch_sizes=BATCH_SIZES) -> dict[str, dict]:
-    """{"b1": {...}, "b8": {...}}: max_abs, mean_abs, top1 (agreement), frames, batches per batch size."""
+def measure(fused: "FusedModel", session, frames: list[np.ndarray], batch_sizes=BATCH_SIZES,
+            progress=None) -> dict[str, dict]:
+    """{"b1": {...}, "b8": {...}}: max_abs, mean_abs, top1 (agreement), frames, batches per batch size.
+    ``progress``: a running rich Progress to add the bar to (one live display at a time)."""
+    import contextlib
+
     import torch
 
     out: dict[str, dict] = {}
     plan = {b: batches_of(frames, b) for b in batch_sizes}
-    with make_progress(transient=True) as progress:
+    with contextlib.nullcontext(progress) if progress is not None else make_progress(transient=True) as progress:
         task = progress.add_task("parity", total=sum(len(v) for v in plan.values()), terms="")
         for b, batches in plan.items():
             diffs, agree, n = [], 0, 0

@@ -21,6 +21,7 @@ from socketedge.errors import ConfigError, DataError, ModelError
 from socketedge.export.formats import resolve
 from socketedge.export.metadata import ModelCard
 from socketedge.utils.atomic import write_json_atomic
+from socketedge.utils.progress import make_progress
 
 SINGLE_CHANNEL = ("depth", "nir", "thermal")
 
@@ -116,6 +117,9 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         from socketedge.export.tensorrt import require_tensorrt
 
         require_tensorrt()  # fail before minutes of export work
+        if cfg.out.suffix not in (".engine", ".plan"):
+            raise ConfigError(f"--out {cfg.out} should end in .engine (or .plan) for --format tensorrt; the ONNX "
+                              "it is built from is written next to it")
         if cfg.model.suffix == ".onnx":
             return _engine_from_onnx(cfg)
     elif cfg.out.suffix != ".onnx":
@@ -144,15 +148,32 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         data = "synthetic (no --calib and no target folder recorded in the model)"
         notes.append(f"parity measured on {data}; pass --calib DIR to check on real frames")
 
-    fused, folds = fuse(ensemble)
-    raw_dtype = getattr(torch, ensemble.members[0].preprocess.spec.raw_dtype)
-    graph = onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype))
-    graph = onnx_export.clean(graph)
-    if prec.name == "fp16":
-        graph = precision.to_fp16(graph)
-    elif prec.name == "int8":
-        graph = precision.to_int8(graph, frames)
-    onnx_export.check(graph)
+    with make_progress(transient=True) as progress:
+        stages = progress.add_task("export", total=5, terms="")
+
+        def stage(what: str) -> None:
+            progress.update(stages, description=f"export: {what}")
+
+        stage("fusing")
+        fused, folds = fuse(ensemble)
+        progress.advance(stages)
+        stage("torch → ONNX")
+        raw_dtype = getattr(torch, ensemble.members[0].preprocess.spec.raw_dtype)
+        graph = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype)))
+        progress.advance(stages)
+        stage(f"{prec.name} graph")
+        if prec.name == "fp16":
+            graph = precision.to_fp16(graph)
+        elif prec.name == "int8":
+            graph = precision.to_int8(graph, frames)
+        progress.advance(stages)
+        stage("checking")
+        onnx_export.check(graph)
+        progress.advance(stages)
+        stage("parity")
+        session = parity.session_for(graph.SerializeToString())
+        report = parity.judge(parity.measure(fused, session, frames, progress=progress), prec, cfg.threshold)
+        progress.advance(stages)
 
     card = build_card(ensemble, manifest, cfg.model, prec.name)
     card.extra.update({
@@ -161,8 +182,6 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
                   "parametrizations_removed": f.parametrizations_removed, "notes": f.notes} for f in folds]})
 
-    session = parity.session_for(graph.SerializeToString())
-    report = parity.judge(parity.measure(fused, session, frames), prec, cfg.threshold)
     report["data"] = data
     card.parity = report
     onnx_path = cfg.out if fmt.name == "onnx" else cfg.out.with_suffix(".onnx")
