@@ -75,6 +75,6 @@ def register(app: typer.Typer) -> None:
         for line in report.skipped:
             console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
         if json_out is not None:
-            from socketedge.models.bundle import write_json_atomic  # (imports torch; only for --json)
+            from socketedge.utils.atomic import write_json_atomic
 
             write_json_atomic(json_out, json.dumps(report.to_dict(), indent=2))

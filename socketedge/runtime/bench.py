@@ -95,13 +95,14 @@ class BenchReport:
 def random_frames(card: ModelCard, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """Frames with plausible values: depth 0.3–5 m in sensor units (some invalid zeros), or 8-bit intensity."""
     rng = np.random.default_rng(seed)
-    if card.input_dtype == "uint16":
+    dtype = np.dtype(card.input_dtype)
+    if card.modality == "depth":
         scale = card.depth_scale or 0.001
-        x = rng.uniform(0.3 / scale, 5.0 / scale, (batch, 1, height, width)).astype(np.uint16)
+        x = rng.uniform(0.3 / scale, 5.0 / scale, (batch, 1, height, width)).astype(dtype)
         x[rng.random(x.shape) < 0.05] = 0
         return x
     channels = 3 if card.modality == "rgb" else 1
-    return rng.integers(0, 256, (batch, channels, height, width), dtype=np.uint8)
+    return rng.integers(0, 256, (batch, channels, height, width)).astype(dtype)
 
 
 def time_backend(backend: Backend, frames: np.ndarray, warmup: int, iters: int) -> LatencyMeter:

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from socketedge.capture.base import Frame, FrameSource, open_source
-from socketedge.errors import ConfigError, DataError
+from socketedge.errors import ConfigError, DataError, ModelError
 from socketedge.export.metadata import ModelCard
 from socketedge.runtime.backends import Backend, open_backend
 from socketedge.runtime.capture_thread import Backoff, CaptureThread, FrameQueue
@@ -95,7 +95,10 @@ def frame_input(frame: Frame, card: ModelCard) -> np.ndarray:
         have = [m for m in ("depth", "rgb", "nir") if frame.image(m) is not None]
         raise DataError(f"the source gives no {card.modality} frames (it has {', '.join(have) or 'none'}) but the "
                         f"model classifies {card.modality}; pick a source that streams {card.modality}")
-    want = np.uint16 if card.input_dtype == "uint16" else np.uint8
+    try:
+        want = np.dtype(card.input_dtype)  # uint16 depth, uint8 NIR/thermal; int32 for TensorRT (no uint16 there)
+    except TypeError:
+        raise ModelError(f"the model card's input_dtype {card.input_dtype!r} is not a numpy type; re-export") from None
     if image.dtype != want:
         if not np.issubdtype(image.dtype, np.integer):
             raise DataError(f"{card.modality} frames are {image.dtype}; the model takes raw {card.input_dtype}")

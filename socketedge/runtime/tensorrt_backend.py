@@ -25,18 +25,14 @@ from socketedge.runtime.backends import Backend, card_from_json, check_probs, re
 H2D, D2H = 1, 2  # cudaMemcpyKind
 
 
-def sidecar_path(engine: Path) -> Path:
-    """``model.engine.json`` beside the engine (or ``model.json``)."""
-    engine = Path(engine)
-    for candidate in (engine.with_name(engine.name + ".json"), engine.with_suffix(".json")):
-        if candidate.is_file():
-            return candidate
-    raise ModelError(f"TensorRT engine {engine} has no sidecar card {engine.name}.json; copy it from the export "
-                     "folder (an engine alone carries no class names or preprocessing)")
-
-
 def read_sidecar(engine: Path) -> ModelCard:
+    """The card `socketedge export` writes beside an engine (``model.engine.json``)."""
+    from socketedge.export.tensorrt import sidecar_path  # the exporter owns the naming (imports onnx, not torch)
+
     path = sidecar_path(engine)
+    if not path.is_file():
+        raise ModelError(f"TensorRT engine {engine} has no sidecar card {path.name}; copy it from the export "
+                         "folder (an engine alone carries no class names or preprocessing)")
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:

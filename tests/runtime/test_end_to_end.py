@@ -26,7 +26,6 @@ def exported(tmp_path_factory):
     from socketedge.models.bundle import save_bundle
     from socketedge.models.ensemble import Ensemble, Member
     from socketedge.models.source_model import new_source_model
-    from socketedge.runtime.loop import frame_input  # noqa: F401 - the runtime is what is under test
     from runtime_fixtures import _root_conftest
 
     root = tmp_path_factory.mktemp("e2e")
@@ -131,3 +130,29 @@ def test_run_on_the_first_realsense_camera(exported, cli, tmp_path):
     lines = _json_lines(out)
     assert len(lines) == 30 and all(line["label"] in CLASSES for line in lines)
     assert "max frames" in res.stderr
+
+
+@pytest.mark.tensorrt
+def test_tensorrt_engine_runs_like_its_onnx(exported, cli, tmp_path):
+    """An engine built by the exporter (int32 input, sidecar card) gives the ONNX's answers through `run`."""
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'socketedge[tensorrt]')")
+    from socketedge.export.metadata import ModelCard
+    from socketedge.export.tensorrt import build_engine
+    from socketedge.runtime.backends import open_backend
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(exported["onnx"]), providers=["CPUExecutionProvider"])
+    card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    try:
+        build_engine(exported["onnx"], tmp_path / "model.engine", card, (SIZE, SIZE), max_batch=4)
+    except Exception as e:  # noqa: BLE001 - no GPU / driver for the builder
+        pytest.skip(f"TensorRT cannot build an engine here: {e}")
+    out_trt, out_onnx = tmp_path / "trt.jsonl", tmp_path / "onnx.jsonl"
+    folder = f"folder://{exported['data']}"
+    assert cli("run", tmp_path / "model.engine", "--source", folder, "--json", out_trt, "-q").exit_code == 0
+    assert cli("run", exported["onnx"], "--source", folder, "--json", out_onnx, "-q").exit_code == 0
+    for a, b in zip(_json_lines(out_trt), _json_lines(out_onnx), strict=True):
+        np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-3)
+    with open_backend(tmp_path / "model.engine") as engine:
+        assert engine.on_gpu and engine.providers[0].startswith("TensorRT") and engine.card.input_dtype == "int32"

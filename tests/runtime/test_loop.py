@@ -206,3 +206,18 @@ def test_smoothing_runs_inside_the_loop(backend, scripted):
     assert [p.label for p in sink.preds] == ["a"] * 12  # no class ever wins 2 frames in a row
     assert [CLASSES[p.raw_index] for p in sink.preds] == [f.label for f in frames]
     assert s.histogram == {"a": 12}
+
+
+def test_frames_are_cast_to_the_card_input_type():
+    """TensorRT engines take int32 depth (TensorRT has no uint16); the card says so and the loop follows it."""
+    from runtime_fixtures import contract_card
+
+    from socketedge.capture.base import Frame
+    from socketedge.runtime.loop import frame_input
+
+    depth = np.array([[0, 1200], [65535, 7]], np.uint16)
+    x = frame_input(Frame(0, 0.0, depth=depth), contract_card())
+    assert x.dtype == np.uint16 and x.shape == (1, 1, 2, 2)
+    card = contract_card().model_copy(update={"input_dtype": "int32"})
+    x = frame_input(Frame(0, 0.0, depth=depth), card)
+    assert x.dtype == np.int32 and x[0, 0].tolist() == [[0, 1200], [65535, 7]]
