@@ -31,20 +31,20 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="model.onnx (--format onnx) or model.engine (tensorrt)."),
         precision: str = typer.Option(None, "--precision", "-p", help="fp32 (default) | fp16 | int8."),
         calib: Path = typer.Option(None, "--calib", help="Target frames for int8 calibration and the parity "
-                                   "check [default: the bundle's target folder]."),
+                                   "check (default: the bundle's target folder)."),
         fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | tensorrt."),
         modality: str = typer.Option(None, "--modality", "-m", help="Frames the model will see (needed for a "
                                      "source .ckpt trained on rgb): depth | nir | thermal."),
         calib_frames: int = typer.Option(64, "--calib-frames", min=1, help="How many frames to calibrate and "
                                          "check parity on."),
-        threshold: float = typer.Option(None, "--parity-threshold", help="fp32: max |Δp| [1e-4]; fp16 / int8: "
-                                        "minimum top-1 agreement [0.99 / 0.97]."),
-        frame_size: str = typer.Option(None, "--frame-size", help="TensorRT profile frame size HxW [default: "
-                                       "the calibration frames', else 480x640]."),
+        threshold: float = typer.Option(None, "--parity-threshold", help="fp32: max |Δp| (1e-4); fp16 / int8: "
+                                        "minimum top-1 agreement (0.99 / 0.97)."),
+        frame_size: str = typer.Option(None, "--frame-size", help="TensorRT profile frame size HxW (default: "
+                                       "the calibration frames', else 480x640)."),
         max_batch: int = typer.Option(8, "--max-batch", min=1, help="TensorRT profile maximum batch."),
         workspace_gb: float = typer.Option(2.0, "--workspace-gb", help="TensorRT builder workspace (GiB)."),
-        timing_cache: Path = typer.Option(None, "--timing-cache", help="TensorRT timing cache file [default: "
-                                          "next to the engine]."),
+        timing_cache: Path = typer.Option(None, "--timing-cache", help="TensorRT timing cache file (default: "
+                                          "next to the engine)."),
     ) -> None:
         """Fuse the sources, ζ and preprocessing into one graph taking raw frames; write ONNX (+ TensorRT)."""
         from socketedge.errors import ParityError
