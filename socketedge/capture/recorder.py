@@ -1,0 +1,192 @@
+"""Writes capture sessions (format: session.py) so that any interruption leaves a valid session.
+
+Per frame: each image goes to a hidden temporary name and is renamed into place (os.replace is atomic), then one
+line is appended to frames.jsonl and flushed. A frame therefore exists only once all its files do; Ctrl-C,
+SIGKILL or an unplugged camera lose at most the frame in flight. The manifest (session.json) is only ever
+replaced whole. Capturing into an existing session appends a new capture run with fresh frame ids.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from socketedge.capture.base import Frame, SensorInfo
+from socketedge.capture.session import (
+    FORMAT,
+    FORMAT_VERSION,
+    FRAMES_FILE,
+    SessionFrame,
+    frame_stem,
+    is_session,
+    read_frames,
+    read_manifest,
+)
+from socketedge.data.folders import SESSION_MANIFEST
+from socketedge.data.imageio import MODALITIES, write_image
+from socketedge.errors import ConfigError, DataError
+from socketedge.utils.atomic import write_json_atomic
+
+MODES = ("paired", "target")
+COLOR_FORMATS = ("png", "jpg")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def check_label(label: str | None) -> str | None:
+    if label is None or label == "":
+        return None
+    if not _LABEL.match(label):
+        raise ConfigError(f"label {label!r} cannot be a folder name; use letters, digits, '_', '-', '.', '+' "
+                          f"(e.g. --label coffee_mug)")
+    return label
+
+
+def session_modalities(available: tuple[str, ...] | list[str], mode: str, target: str | None = None) -> list[str]:
+    """Which images a frame of this capture stores: paired → colour + every target modality; target → one."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown capture mode {mode!r}; expected one of {', '.join(MODES)}")
+    targets = [m for m in available if m != "rgb" and m in MODALITIES]
+    if target is not None and target not in targets:
+        raise ConfigError(f"the source gives {', '.join(available)}; it has no {target} stream")
+    if mode == "paired":
+        if "rgb" not in available or not targets:
+            raise ConfigError(f"--mode paired needs colour and a depth/nir stream; the source gives "
+                              f"{', '.join(available)}: use --mode target")
+        return ["rgb"] + ([target] if target else targets)
+    if not targets:
+        raise ConfigError(f"--mode target needs a depth/nir/thermal stream; the source gives {', '.join(available)}")
+    return [target or ("depth" if "depth" in targets else targets[0])]
+
+
+def write_image_atomic(path: Path, image: np.ndarray) -> None:
+    """Encode to a hidden temporary file in the same folder, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        write_image(tmp, image)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_manifest(root: Path, manifest: dict) -> None:
+    manifest["updated"] = now_iso()
+    write_json_atomic(root / SESSION_MANIFEST, manifest)
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut an incomplete last line (left by a write interrupted mid-line) so the next append starts clean."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
+
+
+class SessionWriter:
+    """Context manager: ``with SessionWriter(out, info, uri, mode="paired") as w: w.write(frame, label)``."""
+
+    def __init__(self, root: Path, sensor: SensorInfo, source: str, mode: str = "paired", label: str | None = None,
+                 target: str | None = None, color_format: str = "png", settings: dict | None = None):
+        if color_format not in COLOR_FORMATS:
+            raise ConfigError(f"colour format {color_format!r} is not supported; expected {', '.join(COLOR_FORMATS)}")
+        self.root = Path(root)
+        self.sensor = sensor
+        self.source = source
+        self.mode = mode
+        self.label = check_label(label)
+        self.modalities = session_modalities(sensor.modalities, mode, target)
+        self.color_format = color_format
+        self.settings = settings or {}
+        self.written = 0
+        self._fh = None
+
+    # lifecycle ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> "SessionWriter":
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        stopped = "end" if exc_type is None else ("interrupted" if exc_type is KeyboardInterrupt else "error")
+        self.close(stopped_by=stopped, error=None if exc is None else str(exc).splitlines()[0] if str(exc) else None)
+
+    def open(self) -> None:
+        root = self.root
+        if root.exists() and not root.is_dir():
+            raise DataError(f"--out {root} is a file; give a directory for the session")
+        frames_path = root / FRAMES_FILE
+        if is_session(root):
+            manifest = read_manifest(root)
+            _repair_tail(frames_path)
+            frames, _, _ = read_frames(frames_path)
+            self.next_id = max((f.id for f in frames), default=-1) + 1
+        elif root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise DataError(f"--out {root} exists and is not a capture session; choose a new or empty directory")
+        else:
+            root.mkdir(parents=True, exist_ok=True)
+            manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "created": now_iso(),
+                        "frames_file": FRAMES_FILE, "sensor": self.sensor.to_dict(), "modalities": [],
+                        "captures": []}
+            self.next_id = 0
+        captures = manifest.setdefault("captures", [])
+        self.capture = {"id": len(captures), "source": self.source, "mode": self.mode, "label": self.label,
+                        "modalities": self.modalities, "color_format": self.color_format, "started": now_iso(),
+                        "ended": None, "frames": 0, "stopped_by": None, "sensor": self.sensor.to_dict(),
+                        "settings": self.settings}
+        captures.append(self.capture)
+        manifest["modalities"] = [m for m in MODALITIES if m in set(manifest.get("modalities", [])) | set(self.modalities)]
+        self.manifest = manifest
+        _write_manifest(root, manifest)
+        self._fh = open(frames_path, "ab")
+
+    def close(self, stopped_by: str = "end", error: str | None = None) -> None:
+        if self._fh is None:
+            return
+        self._fh.close()
+        self._fh = None
+        self.capture.update(ended=now_iso(), frames=self.written, stopped_by=stopped_by)
+        if error:
+            self.capture["error"] = error
+        _write_manifest(self.root, self.manifest)
+
+    # frames ---------------------------------------------------------------------------------------------------
+    def _relpath(self, modality: str, stem: str, label: str | None) -> str:
+        ext = self.color_format if modality == "rgb" else "png"
+        return f"{modality}/{label}/{stem}.{ext}" if label else f"{modality}/{stem}.{ext}"
+
+    def write(self, frame: Frame, label: str | None = None) -> SessionFrame:
+        if self._fh is None:
+            raise RuntimeError("SessionWriter.write() outside its context")
+        label = check_label(label) if label is not None else (self.label or frame.label)
+        frame_id = self.next_id
+        stem = frame_stem(frame_id)
+        files = {}
+        for m in self.modalities:
+            image = frame.image(m)
+            if image is None:
+                raise DataError(f"frame {frame.index} from {self.source} has no {m} image; every frame of a "
+                                f"{self.mode} capture needs {', '.join(self.modalities)}")
+            if m == "depth" and image.dtype != np.uint16:
+                raise DataError(f"frame {frame.index}: depth is {image.dtype}; expected uint16 raw sensor units")
+            rel = self._relpath(m, stem, label)
+            write_image_atomic(self.root / rel, image)
+            files[m] = rel
+        meta = {k: v for k, v in frame.meta.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        record = SessionFrame(id=frame_id, capture=self.capture["id"], timestamp=float(frame.timestamp),
+                              label=label, files=files, wall_time=time.time(), meta=meta)
+        self._fh.write((record.to_json() + "\n").encode("utf-8"))
+        self._fh.flush()  # in the kernel from here on: survives the process being killed
+        self.next_id += 1
+        self.written += 1
+        return record
