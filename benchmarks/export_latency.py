@@ -4,7 +4,9 @@ side by side in one run (batch 1, a raw depth frame in, probabilities out; media
 - fused:    one onnxruntime session on the `socketedge export` graph (preprocessing + N sources + ζ in one graph)
 - separate: one session per source (each with its own in-graph preprocessing), ζ-mixing in numpy
 - eager:    socketedge.models.ensemble.Ensemble in PyTorch (BatchNorm and weight norm as trained)
-fp32 and int8 (static Q/DQ, per-channel; calibrated on random frames, which is fine for timing random weights).
+fp32 and int8 (static Q/DQ, per-channel; calibrated on random frames, which is fine for timing random weights):
+symmetric int8 activations (the default, TensorRT-compatible) and, fused only, uint8 activations (onnxruntime's
+fast x86 kernels are u8×s8).
 
     python benchmarks/export_latency.py                               # 2 × resnet18 at 224 px, 480×640 frames
     python benchmarks/export_latency.py --archs mobilenet_v3_large,resnet18 --runs 100
@@ -75,7 +77,7 @@ def main() -> None:
     def graphs(parts: Ensemble):
         fused, _ = fuse(parts)
         g = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16)))
-        return {"fp32": g, "int8": precision.to_int8(g, calib)}
+        return {"fp32": g, "int8": precision.to_int8(g, calib), "int8-u8": precision.to_int8(g, calib, "uint8")}
 
     def session(model):
         opts = ort.SessionOptions()
@@ -105,6 +107,10 @@ def main() -> None:
         np.testing.assert_allclose(run_fused(), run_separate()[0], atol=1e-4 if prec == "fp32" else 5e-2)
         variants[f"onnxruntime fused ({prec})"] = run_fused
         variants[f"onnxruntime {len(archs)} separate sessions ({prec})"] = run_separate
+
+    fused_u8 = session(fused_graphs["int8-u8"])
+    variants["onnxruntime fused (int8, uint8 activations: not for TensorRT)"] = (
+        lambda: fused_u8.run(["probs"], {"frames": x})[0])
 
     xt = torch.from_numpy(x)
 

@@ -39,6 +39,9 @@ def register(app: typer.Typer) -> None:
                                          "check parity on."),
         threshold: float = typer.Option(None, "--parity-threshold", help="fp32: max |Δp| (1e-4); fp16 / int8: "
                                         "minimum top-1 agreement (0.99 / 0.97)."),
+        int8_activations: str = typer.Option("int8", "--int8-activations", help="int8: symmetric, for TensorRT "
+                                             "and onnxruntime | uint8: asymmetric, faster in onnxruntime on x86 "
+                                             "CPUs, not for TensorRT."),
         frame_size: str = typer.Option(None, "--frame-size", help="TensorRT profile frame size HxW (default: "
                                        "the calibration frames', else 480x640)."),
         max_batch: int = typer.Option(8, "--max-batch", min=1, help="TensorRT profile maximum batch."),
@@ -53,7 +56,8 @@ def register(app: typer.Typer) -> None:
         from socketedge.utils.progress import console
 
         cfg = ExportConfig(model=model, out=out, format=fmt, precision=precision, calib=calib, modality=modality,
-                           calib_frames=calib_frames, threshold=threshold, frame_size=_frame_size(frame_size),
+                           calib_frames=calib_frames, threshold=threshold, int8_activations=int8_activations,
+                           frame_size=_frame_size(frame_size),
                            max_batch=max_batch, workspace_gb=workspace_gb, timing_cache=timing_cache)
         result = export_model(cfg)
         card = result.card

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from socketedge.data.imageio import SINGLE_CHANNEL
 from socketedge.errors import ConfigError, DataError, ModelError
 from socketedge.export.formats import resolve
 from socketedge.export.metadata import ModelCard
 from socketedge.utils.atomic import write_json_atomic
 from socketedge.utils.progress import make_progress
 
-SINGLE_CHANNEL = ("depth", "nir", "thermal")
+DEFAULT_FRAME_SIZE = (480, 640)  # TensorRT profile (H, W) when neither --frame-size nor real frames say
 
 
 class ExportConfig(BaseModel):
@@ -35,6 +36,7 @@ class ExportConfig(BaseModel):
     modality: str | None = None
     calib_frames: int = Field(64, ge=1)
     threshold: float | None = None  # parity threshold; default from the precision table
+    int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; faster onnxruntime on x86)
     # TensorRT
     frame_size: tuple[int, int] | None = None  # (H, W) of the engine profile; default: the calibration frames'
     max_batch: int = Field(8, ge=1)
@@ -113,6 +115,13 @@ def _calibration_dir(cfg: ExportConfig, manifest) -> Path | None:
 
 def export_model(cfg: ExportConfig) -> ExportResult:
     fmt, prec = resolve(cfg.format, cfg.precision or "fp32")
+    from socketedge.export.precision import INT8_ACTIVATIONS
+
+    if cfg.int8_activations not in INT8_ACTIVATIONS:
+        raise ConfigError(f"--int8-activations {cfg.int8_activations!r}: expected one of {', '.join(INT8_ACTIVATIONS)}")
+    if cfg.int8_activations != "int8" and (fmt.name == "tensorrt" or prec.name != "int8"):
+        raise ConfigError("--int8-activations uint8 is for --precision int8 graphs run by onnxruntime; TensorRT's "
+                          "explicit quantization needs symmetric int8 activations")
     if fmt.name == "tensorrt":
         from socketedge.export.tensorrt import require_tensorrt
 
@@ -165,7 +174,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         if prec.name == "fp16":
             graph = precision.to_fp16(graph)
         elif prec.name == "int8":
-            graph = precision.to_int8(graph, frames)
+            graph = precision.to_int8(graph, frames, cfg.int8_activations)
         progress.advance(stages)
         stage("checking")
         onnx_export.check(graph)
@@ -179,6 +188,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     card.extra.update({
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
         "calibration": data, "format": fmt.name,
+        **({"int8_activations": cfg.int8_activations} if prec.name == "int8" else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
                   "parametrizations_removed": f.parametrizations_removed, "notes": f.notes} for f in folds]})
 
@@ -196,7 +206,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
             return result
         from socketedge.export.tensorrt import build_engine
 
-        size = cfg.frame_size or _common_size(frames)
+        size = cfg.frame_size or (_common_size(frames) if calib is not None else DEFAULT_FRAME_SIZE)
         result.card = build_engine(onnx_path, cfg.out, card, size, cfg.max_batch, 1, cfg.workspace_gb,
                                    cfg.timing_cache)
         result.engine_path = cfg.out
@@ -223,11 +233,14 @@ def _engine_from_onnx(cfg: ExportConfig) -> ExportResult:
         p.key.startswith("socketedge.") for p in model.metadata_props) else None
     if card is None:
         raise ModelError(f"{cfg.model} carries no socketedge model card; export it with `socketedge export` first")
+    if card.extra.get("int8_activations", "int8") != "int8":
+        raise ConfigError(f"{cfg.model} has uint8 (asymmetric) activations, which TensorRT cannot build; re-export "
+                          "with --precision int8 --int8-activations int8")
     if card.parity_passed is False:
         raise ModelError(f"{cfg.model} is marked as having failed its parity check; re-export it")
     if cfg.precision and cfg.precision != card.precision:
         raise ConfigError(f"{cfg.model} is a {card.precision} graph; TensorRT takes precision from the graph, so "
                           f"pass --precision {card.precision} or re-export")
-    engine_card = build_engine(cfg.model, cfg.out, card, cfg.frame_size or (480, 640), cfg.max_batch, 1,
+    engine_card = build_engine(cfg.model, cfg.out, card, cfg.frame_size or DEFAULT_FRAME_SIZE, cfg.max_batch, 1,
                                cfg.workspace_gb, cfg.timing_cache)
     return ExportResult(cfg.model, engine_card, engine_path=cfg.out)

@@ -6,7 +6,8 @@
 - int8: onnxruntime's static quantization in QDQ format — per-channel symmetric int8 weights, symmetric int8
   activations (zero point 0, what TensorRT's explicit quantization requires), MinMax ranges calibrated on real
   target frames fed at their own resolution (the graph resizes them). Only Conv / Gemm / MatMul are quantized;
-  the preprocessing and the mixing stay float32.
+  the preprocessing and the mixing stay float32. For onnxruntime on an x86 CPU, asymmetric uint8 activations
+  run faster (its fast kernels are u8×s8; benchmarks/export_latency.py), but TensorRT does not take them.
 """
 
 from __future__ import annotations
@@ -154,9 +155,17 @@ class FrameReader:
         return len(self._frames)
 
 
-def to_int8(model: onnx.ModelProto, frames: list[np.ndarray]) -> onnx.ModelProto:
-    """Static QDQ int8 quantization of a float32 graph calibrated on ``frames``."""
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+INT8_ACTIVATIONS = ("int8", "uint8")
+
+
+def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8") -> onnx.ModelProto:
+    """Static QDQ quantization of a float32 graph calibrated on ``frames``: int8 per-channel symmetric weights;
+    activations symmetric int8 (TensorRT's explicit quantization needs it) or, for onnxruntime on x86 CPUs
+    (whose fast int8 kernels are u8×s8), asymmetric uint8."""
+    if activations not in INT8_ACTIVATIONS:
+        raise ValueError(f"activations must be one of {INT8_ACTIVATIONS}, got {activations!r}")
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(FrameReader, CalibrationDataReader):
@@ -171,7 +180,7 @@ def to_int8(model: onnx.ModelProto, frames: list[np.ndarray]) -> onnx.ModelProto
             pre = src
         quantize_static(
             str(pre), str(out), Reader(frames), quant_format=QuantFormat.QDQ, op_types_to_quantize=INT8_OPS,
-            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True})
+            per_channel=True, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
+            extra_options={"ActivationSymmetric": activations == "int8", "WeightSymmetric": True})
         return onnx.load_model(str(out))

@@ -59,3 +59,23 @@ def test_int8_graph_is_qdq_per_channel_symmetric(int8):
     # the preprocessing stays float: nothing is quantized before the first Div (normalisation)
     ops = [n.op_type for n in model.graph.node if n.op_type != "DequantizeLinear"]
     assert "QuantizeLinear" not in ops[:ops.index("Div")]
+
+
+def test_uint8_activations_for_onnxruntime_cpu(exported, target_dir):
+    """The asymmetric uint8-activation variant (faster onnxruntime kernels on x86) quantizes and runs."""
+    from socketedge.export.frames import load_frames
+    from socketedge.export.precision import to_int8
+
+    fp32 = onnx.load(str(exported[1][1].onnx_path))
+    frames = load_frames(target_dir, "depth", 8)
+    model = to_int8(fp32, frames, activations="uint8")
+    zero_points = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_zero_point")]
+    assert any(z.dtype == np.uint8 for z in zero_points) and any(z.dtype == np.int8 for z in zero_points)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    probs = session.run(None, {INPUT_NAME: np.stack(frames[:4])[:, None]})[0]
+    assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-3)
+
+
+def test_uint8_activations_only_for_int8_onnx(cli, bundle1, tmp_path):
+    result = cli("export", bundle1, "--out", tmp_path / "m.onnx", "--int8-activations", "uint8")
+    assert result.exit_code == 1 and "TensorRT" in result.stderr and len(result.stderr.strip().splitlines()) == 1
