@@ -307,6 +307,13 @@ class RealSenseSource(FrameSource):
             depth_sensor = dev.first_depth_sensor()
         except RuntimeError:
             return
+        try:
+            self._set_sensor_options(rs, depth_sensor)
+        except RuntimeError as e:
+            raise ConfigError(f"RealSense {self._serial} refused a sensor option (emitter/laser_power/exposure): "
+                              f"{e}; check the value against the camera's range") from None
+
+    def _set_sensor_options(self, rs, depth_sensor) -> None:
         emitter = self.option("emitter", None, bool)
         if emitter is not None and depth_sensor.supports(rs.option.emitter_enabled):
             depth_sensor.set_option(rs.option.emitter_enabled, 1.0 if emitter else 0.0)
@@ -334,6 +341,7 @@ class RealSenseSource(FrameSource):
                               "synthetic://; `socketedge doctor` lists the cameras it sees")
         if self.target and self.target not in serials:
             raise DeviceError(f"no RealSense camera with serial {self.target}; attached: {', '.join(serials)}")
+        self._filters = FilterSettings.from_source(self)  # option mistakes surface before the camera starts
         cfg = self._config(rs)
         self._pipeline = rs.pipeline(ctx)
         try:
@@ -342,6 +350,14 @@ class RealSenseSource(FrameSource):
             self._pipeline = None
             raise DeviceError(f"cannot start RealSense {self.target or serials[0]}: {e}; check the resolution/fps "
                               f"options against the camera's profiles (calibration/README.md)") from None
+        try:
+            self._setup(rs, ctx, profile)
+        except BaseException:
+            self.close()  # the camera is released whatever went wrong after it started
+            raise
+        return self.info
+
+    def _setup(self, rs, ctx, profile) -> None:
         dev = profile.get_device()
         self._serial = device_info(rs, dev)[1]
 
@@ -355,12 +371,11 @@ class RealSenseSource(FrameSource):
         ctx.set_devices_changed_callback(changed)
         self._ctx = ctx
         self._apply_sensor_options(rs, dev)
-        filters = FilterSettings.from_source(self)
+        filters = self._filters
         align = self.option("align", True, bool)
         extra = {"filters": list(filters.names), "uri": self.uri}
         self.info = sensor_info(rs, dev, profile.get_streams(), align, extra)
         self._converter = FramesetConverter(rs, self._streams(), align, filters.build(rs), self.info.fps)
-        return self.info
 
     def read(self) -> Frame | None:
         if self._pipeline is None:

@@ -51,3 +51,15 @@ def test_user_mistakes_are_one_line(recording, tmp_path, cli):
         assert r.exit_code == 1, args
         last = r.stderr.strip().splitlines()[-1]
         assert last.startswith("error:") and expected in r.stderr, (args, r.stderr)
+
+
+def test_preview_without_gui_is_one_line(recording, tmp_path, cli):
+    import re
+
+    import cv2
+    import pytest
+
+    if not re.search(r"GUI:\s+NONE", cv2.getBuildInformation()):
+        pytest.skip("this OpenCV build has GUI support; the headless error path cannot be shown")
+    r = cli("capture", f"file://{recording.path}", "--out", tmp_path / "p", "--preview", "--frames", "1")
+    assert r.exit_code == 1 and "--preview needs an OpenCV build with GUI" in r.stderr
