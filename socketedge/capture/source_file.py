@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from socketedge.capture.base import Frame, FrameSource, SensorInfo, register_source
@@ -21,7 +22,8 @@ from socketedge.errors import DataError
 REALSENSE_SUFFIXES = (".db3", ".bag")
 KINECT_SUFFIXES = (".mkv",)
 
-_sdk_errors: list[str] = []
+_sdk_errors: deque[tuple[int, str]] = deque(maxlen=256)  # (sequence number, message): bounded in long runs
+_sdk_count = 0
 _sdk_lock = threading.Lock()
 _sdk_logging = False
 
@@ -37,17 +39,19 @@ def _watch_sdk_errors(rs) -> int:
                     text = message.raw()
                 except Exception:  # noqa: BLE001 - older wrappers expose only str()
                     text = str(message)
+                global _sdk_count
                 with _sdk_lock:
-                    _sdk_errors.append(text.strip())
+                    _sdk_errors.append((_sdk_count, text.strip()))
+                    _sdk_count += 1
 
             rs.log_to_callback(rs.log_severity.error, collect)
             _sdk_logging = True
-        return len(_sdk_errors)
+        return _sdk_count
 
 
 def _errors_since(start: int) -> list[str]:
     with _sdk_lock:
-        return [e for e in _sdk_errors[start:] if "file" in e.lower() or "read" in e.lower()]
+        return [e for n, e in _sdk_errors if n >= start and ("file" in e.lower() or "read" in e.lower())]
 
 
 def count_db3_frames(path: Path) -> dict[str, int]:

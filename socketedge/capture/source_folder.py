@@ -47,7 +47,7 @@ class FolderSource(FrameSource):
                          and not any(part.startswith(".") for part in p.relative_to(folder).parts)),
                         key=lambda p: p.relative_to(folder).as_posix())
         if not images:
-            raise DataError(f"image folder {folder} holds no images ({', '.join(('png', 'jpg', 'tif'))} …)")
+            raise DataError(f"image folder {folder} holds no images (.png, .jpg, .tif, …)")
         if modality is None:
             modality = guess_modality(images[0])
         self._folder, self._images, self._modality, self._pos = folder, images, modality, 0
