@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -98,7 +100,8 @@ class SessionWriter:
     """Context manager: ``with SessionWriter(out, info, uri, mode="paired") as w: w.write(frame, label)``."""
 
     def __init__(self, root: Path, sensor: SensorInfo, source: str, mode: str = "paired", label: str | None = None,
-                 target: str | None = None, color_format: str = "png", settings: dict | None = None):
+                 target: str | None = None, color_format: str = "png", settings: dict | None = None,
+                 workers: int | None = None):
         if color_format not in COLOR_FORMATS:
             raise ConfigError(f"colour format {color_format!r} is not supported; expected {', '.join(COLOR_FORMATS)}")
         self.root = Path(root)
@@ -109,8 +112,11 @@ class SessionWriter:
         self.modalities = session_modalities(sensor.modalities, mode, target)
         self.color_format = color_format
         self.settings = settings or {}
-        self.written = 0
+        self.written = 0  # frames listed in frames.jsonl (complete on disk)
+        self.workers = min(4, os.cpu_count() or 1) if workers is None else workers
         self._fh = None
+        self._pool = None
+        self._pending: deque = deque()  # (future, record) in id order, waiting to be listed
 
     # lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> "SessionWriter":
@@ -148,13 +154,21 @@ class SessionWriter:
         manifest["modalities"] = [m for m in MODALITIES if m in set(manifest.get("modalities", [])) | set(self.modalities)]
         self.manifest = manifest
         _write_manifest(root, manifest)
-        self._fh = open(frames_path, "ab")
+        self._fh = open(frames_path, "ab")  # noqa: SIM115 - stays open for the whole capture, closed in close()
+        if self.workers > 0:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="session-writer")
 
     def close(self, stopped_by: str = "end", error: str | None = None) -> None:
         if self._fh is None:
             return
-        self._fh.close()
-        self._fh = None
+        try:
+            self._flush(limit=0)  # frames already encoding are finished and listed, even after Ctrl-C
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            self._fh.close()
+            self._fh = None
         self.capture.update(ended=now_iso(), frames=self.written, stopped_by=stopped_by)
         if error:
             self.capture["error"] = error
@@ -166,12 +180,14 @@ class SessionWriter:
         return f"{modality}/{label}/{stem}.{ext}" if label else f"{modality}/{stem}.{ext}"
 
     def write(self, frame: Frame, label: str | None = None) -> SessionFrame:
+        """Queue a frame: its images are encoded on the writer threads (OpenCV releases the GIL) and its line is
+        appended to frames.jsonl, in id order, once every one of its files is in place."""
         if self._fh is None:
             raise RuntimeError("SessionWriter.write() outside its context")
         label = check_label(label) if label is not None else (self.label or frame.label)
         frame_id = self.next_id
         stem = frame_stem(frame_id)
-        files = {}
+        jobs = []
         for m in self.modalities:
             image = frame.image(m)
             if image is None:
@@ -179,14 +195,34 @@ class SessionWriter:
                                 f"{self.mode} capture needs {', '.join(self.modalities)}")
             if m == "depth" and image.dtype != np.uint16:
                 raise DataError(f"frame {frame.index}: depth is {image.dtype}; expected uint16 raw sensor units")
-            rel = self._relpath(m, stem, label)
-            write_image_atomic(self.root / rel, image)
-            files[m] = rel
+            jobs.append((m, self._relpath(m, stem, label), np.array(image, copy=True)))  # sources may reuse buffers
         meta = {k: v for k, v in frame.meta.items() if isinstance(v, (int, float, str, bool)) or v is None}
         record = SessionFrame(id=frame_id, capture=self.capture["id"], timestamp=float(frame.timestamp),
-                              label=label, files=files, wall_time=time.time(), meta=meta)
+                              label=label, files={m: rel for m, rel, _ in jobs}, wall_time=time.time(), meta=meta)
+        self.next_id += 1
+        if self._pool is None:
+            self._write_files(jobs)
+            self._list(record)
+            return record
+        self._pending.append((self._pool.submit(self._write_files, jobs), record))
+        self._flush(limit=2 * self.workers)  # bounded memory: beyond that, wait for the oldest
+        return record
+
+    def _write_files(self, jobs) -> None:
+        for _, rel, image in jobs:
+            write_image_atomic(self.root / rel, image)
+
+    def _list(self, record: SessionFrame) -> None:
         self._fh.write((record.to_json() + "\n").encode("utf-8"))
         self._fh.flush()  # in the kernel from here on: survives the process being killed
-        self.next_id += 1
         self.written += 1
-        return record
+
+    def _flush(self, limit: int) -> None:
+        """List finished frames in id order, waiting for the oldest while more than ``limit`` are in flight."""
+        while self._pending:
+            future, record = self._pending[0]
+            if not future.done() and len(self._pending) <= limit:
+                return
+            future.result()  # waits; a failed write (disk full, …) raises here
+            self._pending.popleft()
+            self._list(record)

@@ -156,3 +156,22 @@ def test_jpeg_colour(recording, tmp_path):
     capture(CaptureConfig(source=f"file://{recording.path}", out=out, frames=2, color_format="jpg"))
     s = load_session(out)
     assert all(f.files["rgb"].endswith(".jpg") for f in s.frames) and validate_session(out).ok
+
+
+@pytest.mark.parametrize("workers", [0, 3])
+def test_writer_lists_frames_in_id_order(tmp_path, workers):
+    from socketedge.capture.base import Frame, SensorInfo
+    from socketedge.capture.recorder import SessionWriter
+
+    info = SensorInfo(sensor="test", modalities=("rgb", "depth"))
+    rng = np.random.default_rng(0)
+    frames = [Frame(i, i / 30, color=rng.integers(0, 255, (16, 16, 3), dtype=np.uint8),
+                    depth=rng.integers(0, 65535, (16, 16), dtype=np.uint16)) for i in range(25)]
+    with SessionWriter(tmp_path / "w", info, "test://", workers=workers) as w:
+        for f in frames:
+            w.write(f)
+            f.depth[:] = 0  # a source reusing its buffer must not change what gets written
+    s = load_session(tmp_path / "w")
+    assert [f.id for f in s.frames] == list(range(25)) and s.manifest["captures"][0]["frames"] == 25
+    for rec in s.frames:
+        assert read_image(tmp_path / "w" / rec.files["depth"], "depth").any()
