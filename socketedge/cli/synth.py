@@ -16,7 +16,7 @@ def _names(value: str | None) -> list[str] | None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def synth(
-        out: Path = typer.Option(..., "--out", "-o", help="Dataset directory to create."),
+        out: Path = typer.Option(None, "--out", "-o", help="Dataset directory to create (required)."),
         task_classes: str = typer.Option(None, "--task-classes", help="Comma-separated task shapes "
                                          "[default: sphere,cube,cylinder,cone,torus,pyramid]."),
         ti_classes: str = typer.Option(None, "--ti-classes", help="Comma-separated task-irrelevant shapes, "
@@ -46,6 +46,10 @@ def register(app: typer.Typer) -> None:
         if list_shapes:
             typer.echo(", ".join(CATALOGUE))
             return
+        if out is None:
+            from socketedge.errors import ConfigError
+
+            raise ConfigError("missing --out DIR: the directory to write the synthetic dataset to")
         cfg = make_config(task_classes=_names(task_classes), ti_classes=_names(ti_classes), per_class=per_class,
                           target_per_class=target_per_class, ti_per_class=ti_per_class,
                           eval_per_class=eval_per_class, size=size, seed=seed)

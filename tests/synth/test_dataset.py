@@ -96,3 +96,6 @@ def test_cli_writes_the_dataset_and_reports_bad_classes_in_one_line(cli, tmp_pat
     assert bad.exit_code == 1
     assert "disjoint" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+    shapes = cli("synth", "--list-shapes")
+    assert shapes.exit_code == 0 and "torus" in shapes.stdout
+    assert cli("synth").exit_code == 1
