@@ -3,6 +3,7 @@ mean/variance of the features entering every BatchNorm layer during the target f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -32,6 +33,7 @@ class BatchStatsRecorder:
         self.layers = [bn for _, bn in batchnorm_layers(encoder)]
         self.means: list[torch.Tensor] = []
         self.vars: list[torch.Tensor] = []
+        self.counts: list[int] = []  # values per channel behind each mean (batch × spatial positions)
         self.active = False
         self._handles = [bn.register_forward_pre_hook(self._hook(i)) for i, bn in enumerate(self.layers)]
 
@@ -45,13 +47,14 @@ class BatchStatsRecorder:
             var, mean = torch.var_mean(x, dim=dims, unbiased=False)
             self.means[index] = mean
             self.vars[index] = var
+            self.counts[index] = x.numel() // x.shape[1]
 
         return hook
 
     @contextmanager
     def recording(self):
         n = len(self.layers)
-        self.means, self.vars = [None] * n, [None] * n
+        self.means, self.vars, self.counts = [None] * n, [None] * n, [0] * n
         self.active = True
         try:
             yield self
@@ -64,3 +67,29 @@ class BatchStatsRecorder:
     def remove(self) -> None:
         for h in self._handles:
             h.remove()
+
+
+Moments = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def batch_stats(recorders: list[BatchStatsRecorder], moments: Moments | None = None,
+                ) -> tuple[list[list[torch.Tensor]], list[list[torch.Tensor]]]:
+    """Per source, per layer: the recorded batch means and variances. With ``moments`` (a data-parallel run's
+    `DistContext.moments`) they become those of the global batch of all ranks, every layer of every source
+    combined in one call (two small all-reduces per step), differentiably."""
+    means = [list(r.means) for r in recorders]
+    variances = [list(r.vars) for r in recorders]
+    if moments is None:
+        return means, variances
+    flat_m = torch.cat([m for ms in means for m in ms])
+    flat_v = torch.cat([v for vs in variances for v in vs])
+    counts = torch.cat([torch.full_like(m, float(c)) for r in recorders for m, c in zip(r.means, r.counts)])
+    gm, gv, _ = moments(flat_m, flat_v, counts)
+    sizes = [m.numel() for ms in means for m in ms]
+    gm_parts, gv_parts = list(gm.split(sizes)), list(gv.split(sizes))
+    out_m, out_v, i = [], [], 0
+    for ms in means:
+        out_m.append(gm_parts[i:i + len(ms)])
+        out_v.append(gv_parts[i:i + len(ms)])
+        i += len(ms)
+    return out_m, out_v

@@ -6,13 +6,24 @@ pl   cross-entropy of the ensemble prediction against pseudo-labels
 ti   Σ_k ζ_k² · mean_d (ψ_k − f_k(x_TI))²: ζ-weighted squared feature distance on task-irrelevant pairs; the
      squared norm is averaged over feature dimensions so λ_TI does not depend on the bottleneck width
 bn   mean over layers of (‖Σ_k ζ_k μ_src − Σ_k ζ_k μ̂‖ + ‖Σ_k ζ_k σ²_src − Σ_k ζ_k σ̂²‖) / √C_l
+
+The batch-averaging terms take an optional ``mean``: a function returning the mean over dim 0. Left out, it is
+the mean over this batch; data-parallel runs pass `DistContext.batch_mean`, the differentiable mean over the
+global batch of all ranks (see adapt/distributed.py), so every rank computes the one-process value.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 EPS = 1e-6
+BatchMean = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _mean(x: torch.Tensor, mean: BatchMean | None) -> torch.Tensor:
+    return x.mean(dim=0) if mean is None else mean(x)
 
 
 def mix(zeta: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
@@ -20,27 +31,29 @@ def mix(zeta: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
     return torch.einsum("k,kbc->bc", zeta, member_probs)
 
 
-def entropy(probs: torch.Tensor) -> torch.Tensor:
+def entropy(probs: torch.Tensor, mean: BatchMean | None = None) -> torch.Tensor:
     """Mean over the batch of −Σ_c p log p. Uniform over C classes gives log C."""
-    return -(probs * torch.log(probs + EPS)).sum(dim=1).mean()
+    return _mean(-(probs * torch.log(probs + EPS)).sum(dim=1), mean)
 
 
-def diversity(probs: torch.Tensor) -> torch.Tensor:
+def diversity(probs: torch.Tensor, mean: BatchMean | None = None) -> torch.Tensor:
     """Entropy of the batch-mean prediction (to be maximised)."""
-    mean = probs.mean(dim=0)
-    return -(mean * torch.log(mean + EPS)).sum()
+    avg = _mean(probs, mean)
+    return -(avg * torch.log(avg + EPS)).sum()
 
 
-def pseudo_label_ce(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def pseudo_label_ce(probs: torch.Tensor, labels: torch.Tensor, mean: BatchMean | None = None) -> torch.Tensor:
     """Cross-entropy −log p_y of (already mixed) probabilities against hard pseudo-labels."""
-    return -torch.log(probs.gather(1, labels[:, None]).squeeze(1) + EPS).mean()
+    return _mean(-torch.log(probs.gather(1, labels[:, None]).squeeze(1) + EPS), mean)
 
 
-def ti_distance(psi: list[torch.Tensor], feats: list[torch.Tensor], zeta: torch.Tensor) -> torch.Tensor:
+def ti_distance(psi: list[torch.Tensor], feats: list[torch.Tensor], zeta: torch.Tensor,
+                mean: BatchMean | None = None) -> torch.Tensor:
     """Σ_k ‖ζ_k (ψ_k − f_k)‖² per pair, averaged over feature dims and pairs. ψ_k, f_k: (B, D_k)."""
     total = feats[0].new_zeros(())
     for k, (p, f) in enumerate(zip(psi, feats)):
-        total = total + (zeta[k] * (p - f)).pow(2).mean()
+        sq = (zeta[k] * (p - f)).pow(2)
+        total = total + (sq.mean() if mean is None else mean(sq.mean(dim=1)))
     return total
 
 

@@ -7,6 +7,7 @@ import copy
 import json
 import signal
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,8 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from socketedge.adapt import losses
-from socketedge.adapt.bn_stats import BatchStatsRecorder, source_stats
+from socketedge.adapt import distributed, losses
+from socketedge.adapt.bn_stats import BatchStatsRecorder, batch_stats, source_stats
 from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
@@ -44,6 +45,7 @@ class AdaptResult:
     bundle: Path
     metrics: dict
     ensemble: Ensemble = field(repr=False)
+    is_main: bool = True  # False on the other ranks of a data-parallel run: they write nothing
 
 
 def _step_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
@@ -51,26 +53,34 @@ def _step_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
 
 
 class _StopFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once."""
+    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once.
 
-    def __init__(self):
+    Under torchrun, SIGTERM (what the launcher sends every worker when the job is interrupted) also asks for a
+    stop at the next step boundary, and ranks agree on that step before stopping (DistContext.any)."""
+
+    def __init__(self, also_sigterm: bool = False, announce: bool = True):
         self.requested = False
-        self._previous = None
+        self._signals = (signal.SIGINT, signal.SIGTERM) if also_sigterm else (signal.SIGINT,)
+        self._previous: dict = {}
+        self._announce = announce
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self._signals}
         return self
 
     def _handle(self, signum, frame):
         if self.requested:
-            raise KeyboardInterrupt
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            return
         self.requested = True
-        console.print("[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
+        if self._announce:
+            console.print("[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 @torch.no_grad()
@@ -101,19 +111,29 @@ class Adapter:
     def __init__(self, cfg: AdaptConfig, on_step: Callable[[int], None] | None = None):
         self.cfg = cfg.effective()
         self.on_step = on_step
-        self.device = resolve_device(self.cfg.device)
-        self._load_inputs()
+        self.last_terms: dict[str, float] = {}  # the global values of the last step's terms
+        # Under torchrun: join the process group (data-parallel run, see adapt/distributed.py); else a no-op.
+        self.dist, self.device = distributed.setup(resolve_device(self.cfg.device))
+        try:
+            with self.dist.guard():
+                self._load_inputs()
+                self._distribute()
+        except BaseException:
+            self.dist.close()
+            raise
 
     # ------------------------------------------------------------------ set-up
     def _load_inputs(self) -> None:
         cfg = self.cfg
         out = Path(cfg.out)
-        if is_bundle(out) and not (out / RESUME_FILE).exists():
-            raise ConfigError(f"{out} already holds a finished bundle; choose another --out or delete it")
-        if cfg.resume and not (out / RESUME_FILE).exists():
-            raise ConfigError(f"--resume: no checkpoint {out / RESUME_FILE}; run without --resume to start")
-        if not cfg.resume and (out / RESUME_FILE).exists():
-            raise ConfigError(f"{out} holds an interrupted run; add --resume to continue it or choose another --out")
+        if self.dist.is_main:  # only rank 0 writes --out (and reads the checkpoint): other nodes may not see it
+            if is_bundle(out) and not (out / RESUME_FILE).exists():
+                raise ConfigError(f"{out} already holds a finished bundle; choose another --out or delete it")
+            if cfg.resume and not (out / RESUME_FILE).exists():
+                raise ConfigError(f"--resume: no checkpoint {out / RESUME_FILE}; run without --resume to start")
+            if not cfg.resume and (out / RESUME_FILE).exists():
+                raise ConfigError(f"{out} holds an interrupted run; add --resume to continue it or choose another "
+                                  "--out")
 
         torch.manual_seed(cfg.seed)
         sources = [load_source(p) for p in cfg.sources]
@@ -156,6 +176,39 @@ class Adapter:
         self.steps_per_epoch = len(batches(n, cfg.batch_size, drop_last=self.drop_last))
         self.total_steps = cfg.epochs * self.steps_per_epoch
         self.amp = cfg.amp and self.device.type == "cuda"
+        world = self.dist.world
+        smallest = min(cfg.batch_size, n, len(self.ti_tgt) if self.psi else n)
+        if smallest < world:
+            raise ConfigError(f"a global batch of {smallest} images cannot be split over {world} processes (every "
+                              "rank needs at least one image per step); raise --batch-size (it is the global "
+                              "batch) or start fewer processes")
+
+    def _distribute(self) -> None:
+        """Data-parallel set-up: BatchNorm on global batch statistics, then DDP around each trainable encoder.
+        With one process the encoders are used as they are."""
+        self.encoders: list[nn.Module] = [m.encoder for m in self.members]
+        self._restore_bn = []
+        self._mean = self.dist.batch_mean if self.dist.active else None
+        self._comm_device = self.device if self.dist.backend == "nccl" else None
+        if not self.dist.active:
+            return
+        from torch.nn.parallel import DistributedDataParallel
+
+        self._restore_bn = [distributed.sync_batchnorm(m.model.encoder, self.dist, self.device)
+                            for m in self.members]
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # Buffers are synced once at start, not before every forward: global-batch BatchNorm keeps them
+        # identical on every rank.
+        self.encoders = [DistributedDataParallel(m.encoder, device_ids=ids, forward_sync_buffers=False)
+                         for m in self.members]
+
+    def _no_sync(self, skip: bool) -> ExitStack:
+        """Skip DDP's gradient all-reduce for this forward/backward (the TI backward that follows syncs both)."""
+        stack = ExitStack()
+        if skip and self.dist.active:
+            for enc in self.encoders:
+                stack.enter_context(enc.no_sync())
+        return stack
 
     def _load_ti(self, show: bool) -> None:
         cfg = self.cfg
@@ -185,8 +238,11 @@ class Adapter:
         self.rgb_pre = [Preprocess(m.preprocess.spec.model_copy(update={"modality": "rgb"})).to(self.device)
                         for m in self.members]
         if cfg.lambda_ti > 0 and self.ti_rgb is not None:
-            self.psi = [f.to(self.device) for f in
-                        _features_and_probs(self.frozen, self.ti_rgb.raw, self.device, preprocess=self.rgb_pre)[0]]
+            # Each rank encodes its share of the TI rgb images once; the shares are all-gathered into the whole ψ.
+            n, part = len(self.ti_rgb), self.dist.rows(len(self.ti_rgb))
+            psi = _features_and_probs(self.frozen, self.ti_rgb.raw[part], self.device, preprocess=self.rgb_pre)[0]
+            comm = self.device if self.dist.backend == "nccl" else None
+            self.psi = [self.dist.gather_rows(f, n, device=comm).to(self.device) for f in psi]
 
     def _ti_pairs(self, root: Path):
         pairs = paired_folder(root, "rgb", self.modality)
@@ -203,9 +259,14 @@ class Adapter:
         return self.zeta_logits.softmax(0)
 
     def compute_pseudo_labels(self) -> tuple[torch.Tensor, float | None]:
-        feats, probs = _features_and_probs(self.members, self.target.raw, self.device)
+        # Each rank encodes its share of the target images; centroids come from the all-gathered features of
+        # all of them, and rank 0's labels are broadcast so every rank trains on exactly the same ones.
+        n = len(self.target)
+        feats, probs = _features_and_probs(self.members, self.target.raw[self.dist.rows(n)], self.device)
+        feats = [self.dist.gather_rows(f, n, device=self._comm_device) for f in feats]
+        probs = self.dist.gather_rows(probs, n, dim=1, device=self._comm_device)
         zeta = self.zeta().detach().cpu()
-        labels = pseudo_labels(mix_features(feats, zeta), losses.mix(zeta, probs))
+        labels = self.dist.broadcast_object(pseudo_labels(mix_features(feats, zeta), losses.mix(zeta, probs)))
         acc = None
         if self.target.labels is not None:
             acc = 100.0 * (labels == self.target.labels).float().mean().item()
@@ -219,31 +280,34 @@ class Adapter:
             for k, m in enumerate(self.members):
                 if recorders:
                     with recorders[k].recording():
-                        feats = m.encoder(m.preprocess(raw))
+                        feats = self.encoders[k](m.preprocess(raw))
                 else:
-                    feats = m.encoder(m.preprocess(raw))
+                    feats = self.encoders[k](m.preprocess(raw))
                 logits.append(m.classifier(feats))
         zeta = self.zeta()
         probs = losses.mix(zeta, torch.stack([lg.float().softmax(1) for lg in logits]))
-        terms = {"ent": losses.entropy(probs), "div": losses.diversity(probs)}
+        mean = self._mean  # None: this batch; data-parallel: the global batch of all ranks
+        terms = {"ent": losses.entropy(probs, mean), "div": losses.diversity(probs, mean)}
         loss = terms["ent"] - terms["div"]
         if cfg.lambda_pl > 0 and pseudo is not None:
-            terms["pl"] = losses.pseudo_label_ce(probs, pseudo.to(self.device))
+            terms["pl"] = losses.pseudo_label_ce(probs, pseudo.to(self.device), mean)
             loss = loss + cfg.lambda_pl * terms["pl"]
         if recorders:
             src_mean = [s[0] for s in self.src_stats]
             src_var = [s[1] for s in self.src_stats]
-            terms["bn"] = losses.bn_stat_distance(src_mean, src_var, [r.means for r in recorders],
-                                                  [r.vars for r in recorders], zeta)
+            tgt_mean, tgt_var = batch_stats(recorders, self.dist.moments if self.dist.active else None)
+            terms["bn"] = losses.bn_stat_distance(src_mean, src_var, tgt_mean, tgt_var, zeta)
             loss = loss + cfg.lambda_d * terms["bn"]
         terms["loss"] = loss
         return terms
 
     def ti_term(self, idx: torch.Tensor) -> torch.Tensor:
+        """TI term of a global batch of pair indices (each rank encodes its slice of it)."""
+        idx = self.dist.shard(idx)
         raw = self.ti_tgt.raw[idx].to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            feats = [m.encoder(m.preprocess(raw)).float() for m in self.members]
-        return losses.ti_distance([p[idx.to(self.device)] for p in self.psi], feats, self.zeta())
+            feats = [self.encoders[k](m.preprocess(raw)).float() for k, m in enumerate(self.members)]
+        return losses.ti_distance([p[idx.to(self.device)] for p in self.psi], feats, self.zeta(), self._mean)
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, step: int, pseudo, running, history, gap_before) -> dict:
@@ -255,6 +319,8 @@ class Adapter:
 
     def save_checkpoint(self, *args) -> Path:
         out = Path(self.cfg.out)
+        if not self.dist.is_main:  # every rank holds the same state; rank 0 writes it
+            return out / RESUME_FILE
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / (RESUME_FILE + ".tmp")
         torch.save(self._state(*args), tmp)
@@ -263,10 +329,13 @@ class Adapter:
 
     def load_checkpoint(self) -> dict:
         path = Path(self.cfg.out) / RESUME_FILE
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}") from None
+        state = None
+        if self.dist.is_main:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as e:  # noqa: BLE001
+                raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}") from None
+        state = self.dist.broadcast_object(state)  # rank 0's copy: other nodes need not see --out
         saved = AdaptConfig.model_validate_json(state["config"])
         changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl", "epochs",
                                "batch_size", "lr", "seed") if getattr(saved, k) != getattr(self.cfg, k)]
@@ -281,7 +350,7 @@ class Adapter:
 
     # ------------------------------------------------------------------ diagnostics and metrics
     def gap(self, adapted: bool) -> dict | None:
-        if self.hold_rgb is None:
+        if self.hold_rgb is None or not self.dist.is_main:  # reported (and computed) by rank 0 only
             return None
         rgb = _features_and_probs(self.frozen, self.hold_rgb.raw, self.device, preprocess=self.rgb_pre)[0]
         tgt = _features_and_probs(self.members if adapted else self.frozen, self.hold_tgt.raw, self.device)[0]
@@ -299,7 +368,15 @@ class Adapter:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> AdaptResult:
+        try:
+            with self.dist.guard():
+                return self._run()
+        finally:
+            self.dist.close()
+
+    def _run(self) -> AdaptResult:
         cfg = self.cfg
+        main = self.dist.is_main
         start_epoch, start_step, pseudo, running, history = 0, 0, None, None, []
         gap_before = None
         if cfg.resume:
@@ -307,14 +384,16 @@ class Adapter:
             start_epoch, start_step, pseudo = state["epoch"], state["step"], state["pseudo"]
             running, history = state["running"], json.loads(state["history"])
             gap_before = json.loads(state["gap_before"])
-            console.print(f"resuming {cfg.out} at epoch {start_epoch + 1}, step {start_step}")
+            if main:
+                console.print(f"resuming {cfg.out} at epoch {start_epoch + 1}, step {start_step}")
         else:
             gap_before = self.gap(adapted=False)
         self.recorders = [BatchStatsRecorder(m.encoder) for m in self.members] if cfg.lambda_d > 0 else []
         n = len(self.target)
         done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes
         try:
-            with _StopFlag() as stop, make_progress(disable=not cfg.show_progress) as progress:
+            with (_StopFlag(also_sigterm=self.dist.active, announce=main) as stop,
+                  make_progress(disable=not (cfg.show_progress and main)) as progress):
                 task = progress.add_task(f"adapt ({cfg.method})", total=self.total_steps,
                                          completed=start_epoch * self.steps_per_epoch + start_step, terms="")
                 for epoch in range(start_epoch, cfg.epochs):
@@ -335,17 +414,23 @@ class Adapter:
                         torch.manual_seed(_step_seed(cfg.seed, epoch, step, 3))  # dropout, if a model has any
                         idx = order[step]
                         rows, cols = crop_flip_indices(len(idx), self.load, self.size, g)
+                        if self.dist.active:  # this rank's slice of the global batch and of its augmentation
+                            part = self.dist.shard(torch.arange(len(idx)))
+                            idx, rows, cols = idx[part], rows[part], cols[part]
                         raw = apply_crop(self.target.raw[idx], rows, cols).to(self.device, non_blocking=True)
                         set_lr(self.optimizer, (epoch * self.steps_per_epoch + step) / self.total_steps)
                         self.optimizer.zero_grad(set_to_none=True)
-                        terms = self.target_terms(raw, pseudo[idx] if pseudo is not None else None)
-                        terms["loss"].backward()  # target terms first, TI separately: lower peak memory
+                        with self._no_sync(skip=bool(self.psi)):  # DDP reduces once, after the TI backward
+                            terms = self.target_terms(raw, pseudo[idx] if pseudo is not None else None)
+                            terms["loss"].backward()  # target terms first, TI separately: lower peak memory
                         if self.psi:
                             terms["ti"] = self.ti_term(ti_order[step % len(ti_order)])
                             (cfg.lambda_ti * terms["ti"]).backward()
                             terms["loss"] = terms["loss"].detach() + cfg.lambda_ti * terms["ti"].detach()
+                        self.dist.average_grad_([self.zeta_logits])  # ζ is outside DDP: same mean gradient
                         self.optimizer.step()
                         values = {k: float(v.detach()) for k, v in terms.items()}
+                        self.last_terms = values
                         for k, v in values.items():
                             running[k] += v
                         running["steps"] += 1
@@ -354,13 +439,14 @@ class Adapter:
                         done = (epoch, step + 1)
                         if self.on_step is not None:
                             self.on_step(epoch * self.steps_per_epoch + step + 1)
-                        if stop.requested:
+                        if self.dist.any(stop.requested):  # every rank stops after the same step
                             raise KeyboardInterrupt
                     # end of epoch: metrics, then a checkpoint so a crash loses at most one epoch
                     record = self._epoch_record(epoch, running)
                     history.append(record)
-                    progress.console.print(format_terms({k: v for k, v in record.items()
-                                                         if isinstance(v, (int, float))}), highlight=False)
+                    if main:
+                        progress.console.print(format_terms({k: v for k, v in record.items()
+                                                             if isinstance(v, (int, float))}), highlight=False)
                     pseudo, running, start_step = None, None, 0
                     done = (epoch + 1, 0)
                     self.save_checkpoint(epoch + 1, 0, None, None, history, gap_before)
@@ -383,9 +469,9 @@ class Adapter:
                   "lr": self.optimizer.param_groups[-1]["lr"]}
         if running.get("pl_accuracy") is not None:
             record["pl_accuracy"] = running["pl_accuracy"]
-        if self.target.labels is not None:
+        if self.target.labels is not None and self.dist.is_main:  # evaluation: rank 0 reports it
             record["target_accuracy"] = self.accuracy_on(self._target_eval())
-        if self.labels_set is not None:
+        if self.labels_set is not None and self.dist.is_main:
             record["accuracy"] = self.accuracy_on(self.labels_set)
         return record
 
@@ -394,8 +480,14 @@ class Adapter:
 
     def _finish(self, history: list[dict], gap_before: dict | None) -> AdaptResult:
         cfg = self.cfg
+        for restore in self._restore_bn:
+            restore()  # plain BatchNorm again (same tensors) for the bundle
         for m in self.members:
             m.eval()
+        if not self.dist.is_main:  # rank 0 writes the bundle, metrics and plots
+            ensemble = Ensemble(list(self.members), self.zeta().detach().cpu())
+            return AdaptResult(Path(cfg.out), {"history": history, "zeta": ensemble.zeta.tolist()}, ensemble,
+                               is_main=False)
         ensemble = Ensemble([m.cpu() for m in self.members], self.zeta().detach().cpu())
         ensemble.to(self.device)
         metrics: dict = {"method": cfg.method, "history": history, "zeta": ensemble.zeta.tolist()}

@@ -12,6 +12,7 @@ ORDER = 30
 def register(app: typer.Typer) -> None:
     @app.command("adapt")
     def adapt_cmd(
+        ctx: typer.Context,
         source: list[Path] = typer.Option(..., "--source", help="RGB source checkpoint; repeat for several."),
         target: Path = typer.Option(..., help="Unlabeled target-modality images (flat or class folders)."),
         out: Path = typer.Option(..., help="Directory for the adapted bundle."),
@@ -33,8 +34,19 @@ def register(app: typer.Typer) -> None:
         depth_range: str = typer.Option(None, help="Depth clip range NEAR,FAR in metres (default 0.3,5)."),
         ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
         gap_pairs: Path = typer.Option(None, help="Held-out pairs for the gap diagnostics (instead of --ti-holdout)."),
+        distributed: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (launches torchrun; "
+                                        "--batch-size stays the global batch). For several machines see README."),
     ) -> None:
         """Adapt RGB source model(s) to the target modality without RGB task data."""
+        import os
+
+        if distributed > 1:
+            from socketedge.adapt.distributed import launch_local
+
+            code = launch_local(distributed, ["adapt", *_forward_args(ctx, skip={"distributed"})])
+            if code:
+                raise typer.Exit(code)
+            return
         from socketedge.adapt.config import AdaptConfig
         from socketedge.adapt.run import AdaptInterrupted, adapt
         from socketedge.cli.eval import _range
@@ -48,8 +60,11 @@ def register(app: typer.Typer) -> None:
         try:
             result = adapt(cfg)
         except AdaptInterrupted as e:
-            console.print(f"[yellow]{e}[/]")
+            if int(os.environ.get("RANK", "0")) == 0:
+                console.print(f"[yellow]{e}[/]")
             raise typer.Exit(130) from None
+        if not result.is_main:  # another rank of a data-parallel run: rank 0 reports
+            return
         m = result.metrics
         final = m.get("final", {})
         parts = [f"ζ = {[round(z, 3) for z in m['zeta']]}"]
@@ -61,3 +76,23 @@ def register(app: typer.Typer) -> None:
             parts.append(f"held-out gap distance {b['distance']:.3f} → {a['distance']:.3f}, "
                          f"CKA {b['cka']:.3f} → {a['cka']:.3f}")
         console.print(f"[green]wrote[/] {result.bundle} ({cfg.method}): " + "; ".join(parts))
+
+
+def _forward_args(ctx: typer.Context, skip: set[str]) -> list[str]:
+    """The parsed options of this command as command-line arguments again (for the ranks torchrun starts)."""
+    args: list[str] = []
+    for param in ctx.command.params:
+        if param.name in skip or param.name not in ctx.params or not getattr(param, "opts", None):
+            continue
+        value = ctx.params[param.name]
+        if value is None:
+            continue
+        if getattr(param, "is_flag", False):
+            if value:
+                args.append(param.opts[0])
+            elif param.secondary_opts:
+                args.append(param.secondary_opts[0])
+            continue
+        for v in value if getattr(param, "multiple", False) else [value]:
+            args += [param.opts[0], str(v)]
+    return args
