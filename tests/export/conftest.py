@@ -8,6 +8,18 @@ import pytest
 from export_helpers import depth_target, make_bundle, random_ensemble, train_tiny
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models gain nothing from intra-op threads, and OpenMP spin-waiting on a busy 2-core machine made a
+    60-step training run 10× slower; onnxruntime sessions keep their own thread pools."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def export_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("export")
