@@ -8,6 +8,11 @@ own process so that its peak memory (RSS on CPU, torch's max allocated on CUDA) 
     python benchmarks/adapt_speed.py                       # resnet18/50 × 112/224 px × 1/2 sources, CPU
     python benchmarks/adapt_speed.py --archs resnet18 --sizes 112 --steps 3
     python benchmarks/adapt_speed.py --device cuda         # on a GPU machine
+    python benchmarks/adapt_speed.py --archs resnet18 --sizes 112 --sources 1 --procs 1,2   # data-parallel
+
+`--procs 1,2` also runs the step as a 2-rank data-parallel job (torchrun, `socketedge.adapt.distributed`) with
+the SAME global batch, next to the 1-process step: on CPU the ranks split the cores (OMP_NUM_THREADS = threads /
+ranks), on CUDA each rank takes one GPU. Step time = slowest rank's median; peak memory = sum over ranks.
 """
 
 from __future__ import annotations
@@ -111,7 +116,31 @@ def run_floor(arch: str, size: int, k: int, steps: int, batch: int, device: str)
 
 def child(args) -> None:
     fn = run_step if args.mode == "step" else run_floor
-    print(json.dumps(fn(args.arch, args.size, args.k, args.steps, args.batch, args.device)))
+    res = fn(args.arch, args.size, args.k, args.steps, args.batch, args.device)
+    print(json.dumps(res | {"rank": int(os.environ.get("RANK", "0"))}), flush=True)
+
+
+def _child_cmd(args, mode: str, arch: str, size: int, k: int, procs: int) -> tuple[list[str], dict]:
+    script = [__file__, "--_child", mode, "--_arch", arch, "--_size", str(size), "--_k", str(k), "--steps",
+              str(args.steps), "--batch", str(args.batch), "--device", args.device]
+    env = os.environ | {"MPLBACKEND": "Agg"}
+    if procs == 1:
+        return [sys.executable, *script] + (["--threads", str(args.threads)] if args.threads else []), env
+    threads = max(1, (args.threads or os.cpu_count() or 1) // procs)
+    env |= {"OMP_NUM_THREADS": str(threads)}
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+            *script, "--threads", str(threads)], env
+
+
+def _rank_results(stdout: str) -> list[dict]:
+    rows = []
+    for line in stdout.splitlines():
+        if "{" in line:
+            try:
+                rows.append(json.loads(line[line.index("{"):]))
+            except json.JSONDecodeError:
+                continue
+    return rows
 
 
 def main() -> None:
@@ -123,6 +152,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--procs", default="1", help="data-parallel ranks for the step, e.g. 1,2 (same global batch)")
     p.add_argument("--json", type=Path, help="also write the rows here")
     p.add_argument("--_child", dest="mode", choices=["step", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--_arch", dest="arch", help=argparse.SUPPRESS)
@@ -142,35 +172,45 @@ def main() -> None:
 
     rows = []
     console = Console()
+    procs = [int(p) for p in args.procs.split(",")]
     for arch in args.archs.split(","):
         for size in map(int, args.sizes.split(",")):
             for k in map(int, args.sources.split(",")):
-                res = {}
-                for mode in ("floor", "step"):
-                    cmd = [sys.executable, __file__, "--_child", mode, "--_arch", arch, "--_size", str(size),
-                           "--_k", str(k), "--steps", str(args.steps), "--batch", str(args.batch),
-                           "--device", args.device] + (["--threads", str(args.threads)] if args.threads else [])
-                    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"MPLBACKEND": "Agg"})
-                    if out.returncode != 0:
-                        console.print(f"[red]{arch} {size}px {k} src {mode} failed:[/] {out.stderr[-800:]}")
-                        res = {}
-                        break
-                    res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
-                if not res:
+                res: dict = {}
+                for mode, n in [("floor", 1)] + [("step", p) for p in procs]:
+                    cmd, env = _child_cmd(args, mode, arch, size, k, n)
+                    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                    ranks = _rank_results(out.stdout)
+                    if out.returncode != 0 or len(ranks) != n:
+                        console.print(f"[red]{arch} {size}px {k} src {mode} × {n} failed:[/] {out.stderr[-800:]}")
+                        continue
+                    res[(mode, n)] = {"seconds": max(r["seconds"] for r in ranks),
+                                      "peak_mb": sum(r["peak_mb"] for r in ranks)}
+                if ("floor", 1) not in res:
                     continue
-                row = {"arch": arch, "size": size, "sources": k, "device": args.device, "batch": args.batch,
-                       "step_s": res["step"]["seconds"], "floor_s": res["floor"]["seconds"],
-                       "ratio": res["step"]["seconds"] / res["floor"]["seconds"],
-                       "step_peak_mb": res["step"]["peak_mb"], "floor_peak_mb": res["floor"]["peak_mb"]}
-                rows.append(row)
-                console.print(row)
-    table = Table(title=f"adaptation step vs compute floor ({args.device}, batch {args.batch} target + "
+                floor = res[("floor", 1)]
+                one = res.get(("step", 1))
+                for n in procs:
+                    step = res.get(("step", n))
+                    if step is None:
+                        continue
+                    row = {"arch": arch, "size": size, "sources": k, "device": args.device, "batch": args.batch,
+                           "procs": n, "step_s": step["seconds"], "floor_s": floor["seconds"],
+                           "ratio": step["seconds"] / floor["seconds"],
+                           "speedup_vs_1": one["seconds"] / step["seconds"] if one else None,
+                           "step_peak_mb": step["peak_mb"], "floor_peak_mb": floor["peak_mb"]}
+                    rows.append(row)
+                    console.print(row)
+    table = Table(title=f"adaptation step vs compute floor ({args.device}, global batch {args.batch} target + "
                         f"{args.batch} TI pairs, median of {args.steps} steps)")
-    for col in ("arch", "px", "sources", "step s", "floor s", "step / floor", "peak MB step", "peak MB floor"):
+    for col in ("arch", "px", "sources", "procs", "step s", "floor s", "step / floor", "1-proc step / this",
+                "peak MB step", "peak MB floor"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["arch"], str(r["size"]), str(r["sources"]), f"{r['step_s']:.2f}", f"{r['floor_s']:.2f}",
-                      f"{r['ratio']:.2f}", f"{r['step_peak_mb']:.0f}", f"{r['floor_peak_mb']:.0f}")
+        speedup = f"{r['speedup_vs_1']:.2f}" if r["speedup_vs_1"] is not None else "-"
+        table.add_row(r["arch"], str(r["size"]), str(r["sources"]), str(r["procs"]), f"{r['step_s']:.2f}",
+                      f"{r['floor_s']:.2f}", f"{r['ratio']:.2f}", speedup, f"{r['step_peak_mb']:.0f}",
+                      f"{r['floor_peak_mb']:.0f}")
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -439,7 +439,7 @@ class Adapter:
                         done = (epoch, step + 1)
                         if self.on_step is not None:
                             self.on_step(epoch * self.steps_per_epoch + step + 1)
-                        if self.dist.any(stop.requested):  # every rank stops after the same step
+                        if self.dist.any(stop.requested, self._comm_device):  # all ranks stop after one step
                             raise KeyboardInterrupt
                     # end of epoch: metrics, then a checkpoint so a crash loses at most one epoch
                     record = self._epoch_record(epoch, running)
