@@ -114,6 +114,7 @@ class Adapter:
         self.last_terms: dict[str, float] = {}  # the global values of the last step's terms
         # Under torchrun: join the process group (data-parallel run, see adapt/distributed.py); else a no-op.
         self.dist, self.device = distributed.setup(resolve_device(self.cfg.device))
+        self._comm_device = self.device if self.dist.backend == "nccl" else None  # NCCL gathers device tensors
         try:
             with self.dist.guard():
                 self._load_inputs()
@@ -189,7 +190,6 @@ class Adapter:
         self.encoders: list[nn.Module] = [m.encoder for m in self.members]
         self._restore_bn = []
         self._mean = self.dist.batch_mean if self.dist.active else None
-        self._comm_device = self.device if self.dist.backend == "nccl" else None
         if not self.dist.active:
             return
         from torch.nn.parallel import DistributedDataParallel
@@ -241,8 +241,7 @@ class Adapter:
             # Each rank encodes its share of the TI rgb images once; the shares are all-gathered into the whole ψ.
             n, part = len(self.ti_rgb), self.dist.rows(len(self.ti_rgb))
             psi = _features_and_probs(self.frozen, self.ti_rgb.raw[part], self.device, preprocess=self.rgb_pre)[0]
-            comm = self.device if self.dist.backend == "nccl" else None
-            self.psi = [self.dist.gather_rows(f, n, device=comm).to(self.device) for f in psi]
+            self.psi = [self.dist.gather_rows(f, n, device=self._comm_device).to(self.device) for f in psi]
 
     def _ti_pairs(self, root: Path):
         pairs = paired_folder(root, "rgb", self.modality)

@@ -167,8 +167,11 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     # reference: one process, in this interpreter
+    # shot: no TI term, so DDP reduces on the target backward; a global batch of 7 splits unevenly (4 + 3)
+    shot = dict(sources=setup[0][:1], method="shot", batch_size=7, epochs=1)
     try:
         _run_phase(_cfg(setup, tmp_path / "one"), results / "ref.pt")
+        _run_phase(_cfg(setup, tmp_path / "one_shot", **shot), results / "ref_shot.pt")
     finally:
         torch.set_num_threads(threads)
     one = torch.load(results / "ref.pt", weights_only=False)
@@ -177,6 +180,7 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
     phases = [{"cfg": _cfg(setup, tmp_path / "two")},
               {"cfg": _cfg(setup, tmp_path / "resumed"), "stop_at": 4},
               {"cfg": _cfg(setup, tmp_path / "resumed", resume=True)},
+              {"cfg": _cfg(setup, tmp_path / "two_shot", **shot)},
               {"cfg": _cfg(setup, tmp_path / "dead"), "die_at": 1}]
     codes = _spawn(2, phases, results)
     assert codes == [0, 3], f"rank exit codes {codes}"
@@ -219,8 +223,19 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
         assert len(resumed["steps"]) == 2  # epoch 2, steps 2–3 (its pseudo-labels came from the checkpoint)
         _assert_same_weights(resumed["weights"], one["weights"])
 
-    # 3) rank 1 dies at step 1: rank 0 stops with a one-line DistributedError instead of hanging
-    survivor = _load(results, 3, 0)
+    # 3) shot with uneven shards
+    one_shot = torch.load(results / "ref_shot.pt", weights_only=False)
+    assert len(one_shot["steps"]) == 3 and set(one_shot["steps"][0]) == {"loss", "ent", "div", "pl"}
+    for rank in (0, 1):
+        r = _load(results, 3, rank)
+        assert "error" not in r, r.get("error")
+        assert torch.equal(r["pseudo"][0], one_shot["pseudo"][0])
+        for mine, ref in zip(r["steps"], one_shot["steps"], strict=True):
+            assert all(abs(mine[t] - ref[t]) <= TOL for t in ref), (mine, ref)
+        _assert_same_weights(r["weights"], one_shot["weights"])
+
+    # 4) rank 1 dies at step 1: rank 0 stops with a one-line DistributedError instead of hanging
+    survivor = _load(results, 4, 0)
     assert survivor["error"].startswith("DistributedError") and "lost contact" in survivor["error"]
     assert "\n" not in survivor["error"]
     assert survivor["seconds"] < 120
