@@ -115,8 +115,8 @@ class DistContext:
         """Global mean, (population) variance and sample count from each rank's per-channel mean, variance and
         count.
 
-        Exact two-round combination (Chan et al.): the global mean first, then Σ_r n_r (σ²_r + (μ_r − μ)²), which
-        never subtracts two large numbers. Elementwise, so many layers can be combined in one call."""
+        Exact two-round combination (Chan et al.): the global mean first, then Σ_r n_r (σ²_r + (μ_r − μ)²),
+        which never subtracts two large numbers. Elementwise, so many layers can be combined in one call."""
         if not self.active:
             return mean, var, count
         first = _sum(torch.cat([mean * count, count]))
