@@ -3,9 +3,9 @@
 ent  mean entropy of the ensemble prediction (minimised)
 div  entropy of the batch-mean prediction (maximised: enters the loss as -div)
 pl   cross-entropy of the ensemble prediction against pseudo-labels
-ti   Σ_k ζ_k² · mean_d (ψ_k − f_k(x_TI))²: ζ-weighted squared feature distance on task-irrelevant pairs; the
-     squared norm is averaged over feature dimensions so λ_TI does not depend on the bottleneck width
-bn   mean over layers of (‖Σ_k ζ_k μ_src − Σ_k ζ_k μ̂‖ + ‖Σ_k ζ_k σ²_src − Σ_k ζ_k σ̂²‖) / √C_l
+ti   Σ_k ‖ζ_k (ψ_k − f_k(x_TI))‖²: ζ-weighted squared feature distance on task-irrelevant pairs, averaged
+     over pairs
+bn   Σ_layers ‖Σ_k ζ_k μ_src − Σ_k ζ_k μ̂‖ + ‖Σ_k ζ_k σ²_src − Σ_k ζ_k σ̂²‖, every layer weighted 1
 
 The batch-averaging terms take an optional ``mean``: a function returning the mean over dim 0. Left out, it is
 the mean over this batch; data-parallel runs pass `DistContext.batch_mean`, the differentiable mean over the
@@ -49,11 +49,11 @@ def pseudo_label_ce(probs: torch.Tensor, labels: torch.Tensor, mean: BatchMean |
 
 def ti_distance(psi: list[torch.Tensor], feats: list[torch.Tensor], zeta: torch.Tensor,
                 mean: BatchMean | None = None) -> torch.Tensor:
-    """Σ_k ‖ζ_k (ψ_k − f_k)‖² per pair, averaged over feature dims and pairs. ψ_k, f_k: (B, D_k)."""
+    """Σ_k ‖ζ_k (ψ_k − f_k)‖² per pair, averaged over pairs. ψ_k, f_k: (B, D_k)."""
     total = feats[0].new_zeros(())
     for k, (p, f) in enumerate(zip(psi, feats)):
-        sq = (zeta[k] * (p - f)).pow(2)
-        total = total + (sq.mean() if mean is None else mean(sq.mean(dim=1)))
+        sq = (zeta[k] * (p - f)).pow(2).sum(dim=1)
+        total = total + (sq.mean() if mean is None else mean(sq))
     return total
 
 
@@ -64,27 +64,24 @@ def bn_stat_distance(src_mean: list[list[torch.Tensor]], src_var: list[list[torc
 
     When every source has the same layer shapes (same architecture) the statistics are mixed with ζ before the
     norm, as in the paper. Sources of different architectures have no common layers, so then each source's
-    per-layer distances are weighted by its ζ_k instead. Each layer's norm is divided by √C (a per-channel RMS)
-    and layers are averaged, so early narrow layers count as much as wide late ones and one λ_d suits every
-    architecture. Zero exactly when target batch statistics equal the source running statistics.
+    per-layer distances are weighted by its ζ_k instead. Every layer has weight 1 (the reference code's ×10 on
+    the first layer is not used: no layer is privileged by the method, and the sum already grows with depth).
+    Zero exactly when target batch statistics equal the source running statistics.
     """
     k = len(src_mean)
     shapes = [[t.shape for t in layers] for layers in src_mean]
-    same = all(s == shapes[0] for s in shapes)
-    if same:
-        terms = []
+    if all(s == shapes[0] for s in shapes):
+        total = zeta.new_zeros(())
         for layer in range(len(src_mean[0])):
             ms = torch.stack([src_mean[j][layer] for j in range(k)])
             vs = torch.stack([src_var[j][layer] for j in range(k)])
             mt = torch.stack([tgt_mean[j][layer] for j in range(k)])
             vt = torch.stack([tgt_var[j][layer] for j in range(k)])
-            dm = zeta @ (ms - mt)
-            dv = zeta @ (vs - vt)
-            terms.append((dm.norm() + dv.norm()) / dm.numel() ** 0.5)
-        return torch.stack(terms).mean()
+            total = total + (zeta @ (ms - mt)).norm() + (zeta @ (vs - vt)).norm()
+        return total
     total = zeta.new_zeros(())
     for j in range(k):
-        per_layer = [((sm - tm).norm() + (sv - tv).norm()) / sm.numel() ** 0.5
-                     for sm, sv, tm, tv in zip(src_mean[j], src_var[j], tgt_mean[j], tgt_var[j])]
-        total = total + zeta[j] * torch.stack(per_layer).mean()
+        per_source = sum(((sm - tm).norm() + (sv - tv).norm())
+                         for sm, sv, tm, tv in zip(src_mean[j], src_var[j], tgt_mean[j], tgt_var[j]))
+        total = total + zeta[j] * per_source
     return total

@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
         epochs: int = typer.Option(20, min=1),
         batch_size: int = typer.Option(64, min=2),
-        lr: float = typer.Option(1e-2, help="Bottleneck/classifier learning rate; the backbone gets 0.1×."),
+        lr: float = typer.Option(1e-2, help="Bottleneck/classifier learning rate."),
+        backbone_lr_mult: float = typer.Option(None, help="Backbone rate ÷ lr (default 0.1 with --pretrained, else 1)."),
         input_size: int = typer.Option(None, help="Input size in pixels (default: the architecture's)."),
         val_fraction: float = typer.Option(0.1, help="Share of images held out for choosing the best epoch."),
         seed: int = typer.Option(0),
@@ -29,7 +30,8 @@ def register(app: typer.Typer) -> None:
         from socketedge.utils.progress import console
 
         cfg = TrainSourceConfig(data=data, out=out, arch=arch, pretrained=pretrained, epochs=epochs,
-                                batch_size=batch_size, lr=lr, input_size=input_size, val_fraction=val_fraction,
+                                batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
+                                input_size=input_size, val_fraction=val_fraction,
                                 seed=seed, device=device)
         path, result = train_source(cfg)
         best = result["best"]

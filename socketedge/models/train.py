@@ -1,7 +1,7 @@
 """`train-source`: an RGB source classifier with the SHOT/SOCKET source recipe.
 
 Label-smoothing (0.1) cross-entropy; SGD nesterov momentum 0.9, weight decay 1e-3; learning rate 1e-2 for
-bottleneck + classifier and 1e-3 for the backbone with polynomial decay (1 + 10 p)^-0.75; resize + random crop +
+bottleneck + classifier and 1e-3 for a pretrained backbone (1e-2 from scratch) with polynomial decay (1 + 10 p)^-0.75; resize + random crop +
 flip; 90/10 train/validation split; the best validation checkpoint kept as a real copy of the weights.
 """
 
@@ -32,7 +32,8 @@ class TrainSourceConfig(BaseModel):
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-2
-    backbone_lr_mult: float = 0.1
+    # The recipe's 0.1× is for a pretrained backbone; one trained from scratch needs the full rate.
+    backbone_lr_mult: float | None = None  # default: 0.1 with --pretrained, else 1.0
     weight_decay: float = 1e-3
     momentum: float = 0.9
     label_smoothing: float = 0.1
@@ -99,7 +100,8 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     train = decode_set(_subset(images, train_idx), load, "decoding train", cfg.show_progress)
     val = decode_set(_subset(images, val_idx), size, "decoding val", cfg.show_progress)
 
-    optimizer = sgd_for(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay, cfg.momentum)
+    mult = cfg.backbone_lr_mult if cfg.backbone_lr_mult is not None else (0.1 if cfg.pretrained else 1.0)
+    optimizer = sgd_for(model, cfg.lr, mult, cfg.weight_decay, cfg.momentum)
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(batches(len(train), cfg.batch_size, drop_last=True))
     total = max(1, cfg.epochs * steps_per_epoch)

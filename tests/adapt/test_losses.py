@@ -47,7 +47,8 @@ def test_ti_distance_known_value_and_zero():
     psi = [torch.zeros(2, 4), torch.ones(2, 3)]
     feats = [torch.ones(2, 4), torch.ones(2, 3)]
     zeta = torch.tensor([0.25, 0.75])
-    assert float(losses.ti_distance(psi, feats, zeta)) == pytest.approx(0.25**2 * 1.0)
+    # source 0: ‖0.25 · (0 − 1)‖² over 4 dims = 4 · 0.0625; source 1 matches
+    assert float(losses.ti_distance(psi, feats, zeta)) == pytest.approx(4 * 0.25**2)
     assert float(losses.ti_distance(feats, feats, zeta)) == 0
 
 
@@ -63,11 +64,13 @@ def test_bn_term_is_zero_when_statistics_match():
 
 
 def test_bn_term_known_value_same_architecture():
-    # one layer of 4 channels; the mixed means differ by 1 in every channel → ‖·‖/√C = 1; variances match
-    src_m = [[torch.zeros(4)], [torch.zeros(4)]]
-    tgt_m = [[torch.ones(4)], [torch.ones(4)]]
-    var = [[torch.ones(4)], [torch.ones(4)]]
-    assert float(losses.bn_stat_distance(src_m, var, tgt_m, var, torch.tensor([0.5, 0.5]))) == pytest.approx(1.0)
+    # two layers of 4 channels; layer 0's mixed means differ by 1 in every channel → ‖·‖ = 2, layer 1's
+    # variances by 3 in one channel → 3; everything else matches: 2 + 3
+    src_m = [[torch.zeros(4), torch.zeros(4)]] * 2
+    tgt_m = [[torch.ones(4), torch.zeros(4)]] * 2
+    src_v = [[torch.ones(4), torch.ones(4)]] * 2
+    tgt_v = [[torch.ones(4), torch.tensor([4.0, 1, 1, 1])]] * 2
+    assert float(losses.bn_stat_distance(src_m, src_v, tgt_m, tgt_v, torch.tensor([0.5, 0.5]))) == pytest.approx(5.0)
 
 
 def test_bn_term_mixes_inside_the_norm_for_same_architecture():
@@ -83,7 +86,8 @@ def test_bn_term_heterogeneous_architectures_weights_each_source():
     tgt_m = [[torch.ones(4)], [torch.zeros(2), torch.zeros(2)]]
     src_v = [[torch.ones(4)], [torch.ones(2), torch.ones(2)]]
     zeta = torch.tensor([0.25, 0.75])
-    assert float(losses.bn_stat_distance(src_m, src_v, tgt_m, src_v, zeta)) == pytest.approx(0.25)
+    # source 0 is off by ‖1‖ over 4 channels = 2, weighted by its ζ
+    assert float(losses.bn_stat_distance(src_m, src_v, tgt_m, src_v, zeta)) == pytest.approx(0.25 * 2)
 
 
 def test_gradients():
