@@ -39,11 +39,13 @@ def register(app: typer.Typer) -> None:
         config = CaptureConfig(source=source, out=out, mode=mode, label=label, frames=frames, duration=duration,
                                every=every, preview=preview, record=record, profile=profile, modality=modality,
                                color_format=color_format)
+        # Transient: the summary line below replaces the bar, and an error stays one line.
         if frames:
-            progress = make_progress()
+            progress = make_progress(transient=True)
         else:
-            progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), TextColumn("{task.completed} frames"),
-                                TimeElapsedColumn(), TextColumn("{task.fields[terms]}"), console=console)
+            progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"),
+                                TextColumn("{task.completed} frames"), TimeElapsedColumn(),
+                                TextColumn("{task.fields[terms]}"), console=console, transient=True)
         with progress:
             task = progress.add_task("capture", total=frames, terms="")
 
