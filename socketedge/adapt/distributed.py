@@ -330,8 +330,10 @@ def launch_local(nproc: int, module_args: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     proc = subprocess.Popen(torchrun_command(nproc, module_args), env=env)
+    interrupted = False
     while True:
         try:
-            return proc.wait()
+            code = proc.wait()
+            return 130 if interrupted and code else code  # 130 like an interrupted one-process run
         except KeyboardInterrupt:
-            continue
+            interrupted = True

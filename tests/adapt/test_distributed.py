@@ -3,17 +3,18 @@
 The 2-process runs are real: each rank is a spawned interpreter that joins a gloo process group through the
 torchrun environment variables, exactly as under `torchrun --nproc_per_node 2 -m socketedge adapt …`.
 
-Tolerances: every loss term of every step within 1e-5 (absolute) and every adapted weight, running statistic
-and ζ within 1e-5 of the 1-process run. They hold with a wide margin (measured: 1.2e-7 for the terms, 9e-8 for
-the weights after 6 steps) — the only differences are float summation orders (per-rank partial sums, the
-two-round moment combination of the global-batch BatchNorm). The comparison does catch a real difference: with
-per-rank BatchNorm statistics instead (plain BatchNorm under DDP), the second epoch's pseudo-labels already
-differ from the 1-process ones.
+Tolerances: every loss term of every step within a relative 1e-5, and every adapted weight, running statistic
+and ζ within 1e-5 (absolute) of the 1-process run. They hold with a wide margin (measured: 2.4e-7 relative for
+the terms, 6.3e-7 for the weights after 6 steps) — the only differences are float summation orders (per-rank
+partial sums, the two-round moment combination of the global-batch BatchNorm). The comparison does catch a
+real difference: with per-rank BatchNorm statistics instead (plain BatchNorm under DDP), the second epoch's
+pseudo-labels already differ from the 1-process ones.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -33,7 +34,11 @@ from socketedge.errors import ConfigError
 from socketedge.models.checkpoint import save_source
 from socketedge.models.source_model import new_source_model
 
-TOL = 1e-5
+TOL = 1e-5  # relative for loss terms (float32 sums of values up to ~1e2), absolute for weights
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=TOL, abs_tol=1e-6)
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -196,7 +201,7 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
         for step, (mine, ref) in enumerate(zip(r["steps"], one["steps"])):
             assert mine.keys() == ref.keys() == {"loss", "ent", "div", "pl", "ti", "bn"}
             for term in ref:
-                assert abs(mine[term] - ref[term]) <= TOL, f"step {step + 1} {term}: {mine[term]} vs {ref[term]}"
+                assert _close(mine[term], ref[term]), f"step {step + 1} {term}: {mine[term]} vs {ref[term]}"
         _assert_same_weights(r["weights"], one["weights"])
         assert torch.allclose(r["zeta"], one["zeta"], atol=TOL)
     for k in r0["weights"]:  # ranks hold the same model, bit for bit
@@ -211,7 +216,7 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
     hist = json.loads((bundle / "metrics.json").read_text())["history"]
     for h, ref in zip(hist, ref_hist):
         for term in ("loss", "ent", "div", "pl", "ti", "bn"):
-            assert abs(h[term] - ref[term]) <= TOL
+            assert _close(h[term], ref[term]), (term, h[term], ref[term])
 
     # 2) Ctrl-C on rank 0 at step 4: both ranks stop after step 4 and rank 0 writes one checkpoint;
     #    the resumed 2-rank run ends on the uninterrupted 1-process weights
@@ -231,7 +236,7 @@ def test_two_gloo_ranks_match_one_process(setup, tmp_path):
         assert "error" not in r, r.get("error")
         assert torch.equal(r["pseudo"][0], one_shot["pseudo"][0])
         for mine, ref in zip(r["steps"], one_shot["steps"], strict=True):
-            assert all(abs(mine[t] - ref[t]) <= TOL for t in ref), (mine, ref)
+            assert all(_close(mine[t], ref[t]) for t in ref), (mine, ref)
         _assert_same_weights(r["weights"], one_shot["weights"])
 
     # 4) rank 1 dies at step 1: rank 0 stops with a one-line DistributedError instead of hanging
