@@ -27,6 +27,15 @@ class Registry(Generic[T]):
 
         return add(obj) if obj is not None else add
 
+    def register_class(self, name: str, attribute: str = "name"):
+        """Class decorator: register the class under ``name`` and record the name on it as ``attribute``."""
+
+        def add(cls):
+            setattr(cls, attribute, name)
+            return self.register(name, cls)
+
+        return add
+
     def get(self, name: str) -> T:
         try:
             return self._items[name]

@@ -132,12 +132,7 @@ SOURCES: Registry[type[FrameSource]] = Registry("frame source")
 
 
 def register_source(scheme: str):
-    def add(cls: type[FrameSource]) -> type[FrameSource]:
-        cls.scheme = scheme
-        SOURCES.register(scheme, cls)
-        return cls
-
-    return add
+    return SOURCES.register_class(scheme, "scheme")
 
 
 def parse_uri(uri: str) -> tuple[str, str, dict[str, str]]:

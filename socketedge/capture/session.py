@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socketedge.data.folders import SESSION_MANIFEST, ImageItem, ImageSet, PairedSet
+from socketedge.data.folders import SESSION_MANIFEST, ImageItem, ImageSet, PairedSet, class_index
 from socketedge.data.imageio import MODALITIES, is_image
 from socketedge.errors import ConfigError, DataError
 
@@ -181,14 +181,7 @@ def _image_set(session: Session, frames: list[SessionFrame], modality: str, labe
                         f"(e.g. frame {unlabeled[0].id}); capture labeled frames with --label CLASS")
     if unlabeled:  # labels are used only when every frame has one
         return ImageSet(root, modality, [ImageItem(root / f.files[modality], f.stem) for f in frames], None)
-    names = sorted({f.label for f in frames})
-    if class_names is not None:
-        unknown = sorted(set(names) - set(class_names))
-        if unknown:
-            raise DataError(f"session {root} has classes {unknown} that the model does not know; "
-                            f"model classes: {', '.join(class_names)}")
-        names = list(class_names)
-    index = {n: i for i, n in enumerate(names)}
+    names, index = class_index({f.label for f in frames}, class_names, f"session {root}")
     items = [ImageItem(root / f.files[modality], f.key, index[f.label]) for f in frames]
     return ImageSet(root, modality, items, names)
 

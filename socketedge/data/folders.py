@@ -52,7 +52,7 @@ class PairedSet:
         return len(self.a.items)
 
 
-def _require_dir(root: Path, what: str) -> Path:
+def require_dir(root: Path, what: str) -> Path:
     root = Path(root)
     if not root.exists():
         raise DataError(f"{what} {root} does not exist")
@@ -69,6 +69,18 @@ def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and is_image(p))
 
 
+def class_index(found: list[str], class_names: list[str] | None, where: str) -> tuple[list[str], dict[str, int]]:
+    """The class list labels index into: the model's (every found class must be one of them) or the found ones."""
+    names = sorted(found)
+    if class_names is not None:
+        unknown = sorted(set(names) - set(class_names))
+        if unknown:
+            raise DataError(f"{where} has classes {unknown} that the model does not know; "
+                            f"model classes: {', '.join(class_names)}")
+        names = list(class_names)
+    return names, {n: i for i, n in enumerate(names)}
+
+
 def _scan(root: Path, modality: str, labels: str, what: str,
           class_names: list[str] | None = None) -> ImageSet:
     """labels: 'required' (class folders), 'optional' (class folders or flat)."""
@@ -81,14 +93,7 @@ def _scan(root: Path, modality: str, labels: str, what: str,
         raise DataError(f"{what} {root} is empty; expected {hint}")
     if flat and labels == "required":
         raise DataError(f"{what} {root} mixes images ({flat[0].name}) with class folders; move them into a class")
-    names = [d.name for d in classes]
-    if class_names is not None:
-        unknown = sorted(set(names) - set(class_names))
-        if unknown:
-            raise DataError(f"{what} {root} has classes {unknown} that the model does not know; "
-                            f"model classes: {', '.join(class_names)}")
-        names = list(class_names)
-    index = {n: i for i, n in enumerate(names)}
+    names, index = class_index([d.name for d in classes], class_names, f"{what} {root}")
     items = []
     for d in classes:
         imgs = _images(d)
@@ -122,7 +127,7 @@ def resolve_modality(root: Path, modality: str | None, default: str | None = Non
 
 def labeled_folder(root: Path, modality: str | None = "rgb", class_names: list[str] | None = None) -> ImageSet:
     """Labeled images in class folders (a paired root with a modality subfolder works too)."""
-    root = _require_dir(Path(root), "data folder")
+    root = require_dir(Path(root), "data folder")
     if _is_session(root):
         return _session_set(root, modality, labels="required", class_names=class_names)
     folder, modality = resolve_modality(root, modality)
@@ -131,7 +136,7 @@ def labeled_folder(root: Path, modality: str | None = "rgb", class_names: list[s
 
 def target_folder(root: Path, modality: str | None = None, class_names: list[str] | None = None) -> ImageSet:
     """Target-modality images, flat or in class folders; labels are used when present."""
-    root = _require_dir(Path(root), "target folder")
+    root = require_dir(Path(root), "target folder")
     if _is_session(root):
         return _session_set(root, modality, labels="optional", class_names=class_names)
     folder, modality = resolve_modality(root, modality)
@@ -142,7 +147,7 @@ def target_folder(root: Path, modality: str | None = None, class_names: list[str
 
 def paired_folder(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
     """Pairs of ROOT/<a>/… and ROOT/<b>/… images matched by class and stem (never by list position)."""
-    root = _require_dir(Path(root), "paired folder")
+    root = require_dir(Path(root), "paired folder")
     if _is_session(root):
         from socketedge.capture.session import session_pairs
 

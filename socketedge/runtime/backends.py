@@ -95,12 +95,7 @@ BACKENDS: Registry[type[Backend]] = Registry("runtime backend")
 
 
 def register_backend(name: str):
-    def add(cls: type[Backend]) -> type[Backend]:
-        cls.name = name
-        BACKENDS.register(name, cls)
-        return cls
-
-    return add
+    return BACKENDS.register_class(name, "name")
 
 
 def _load_builtin_backends() -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from socketedge.data.folders import require_dir
 from socketedge.data.imageio import read_image, write_image
 from socketedge.errors import ConfigError, DataError
 from socketedge.utils.progress import make_progress
@@ -311,12 +312,7 @@ def read_import(out: Path) -> dict:
 
 
 def require_root(root: Path, what: str) -> Path:
-    root = Path(root)
-    if not root.exists():
-        raise DataError(f"{what} root {root} does not exist")
-    if not root.is_dir():
-        raise DataError(f"{what} root {root} is not a directory")
-    return root
+    return require_dir(root, f"{what} root")
 
 
 def read_depth_u16(path: Path) -> np.ndarray:
