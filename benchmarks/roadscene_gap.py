@@ -65,6 +65,7 @@ def main() -> None:
     p.add_argument("--lambda-ti", type=float, default=0.3)
     p.add_argument("--lambda-d", type=float, default=0.3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--methods", default="shot,socket")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -82,7 +83,7 @@ def main() -> None:
         console.print(f"RoadScene: {n_train} TI/target pairs, {n_held} held-out pairs")
         src = imagenet_source(work / "lite0_imagenet.ckpt", args.size)
         rows = {}
-        for method in ("shot", "socket"):
+        for method in args.methods.split(","):
             cfg = AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / f"bundle_{method}",
                               ti=work / "ti" if method == "socket" else None, gap_pairs=work / "gap",
                               method=method, epochs=args.epochs, seed=args.seed, device=args.device,
