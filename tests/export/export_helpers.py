@@ -11,26 +11,12 @@ import torch
 
 from socketedge.data.imageio import read_image
 from socketedge.data.preprocess import preprocessing_for
+from socketedge.data.testing import write_dataset
 from socketedge.models.bundle import save_bundle
 from socketedge.models.ensemble import Ensemble, Member
 from socketedge.models.source_model import new_source_model
 
 
-def _root_conftest():
-    """tests/conftest.py as a module (tests/ is no package and pytest swaps the bare name ``conftest``)."""
-    import importlib.util
-    import sys
-
-    name = "socketedge_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-write_dataset = _root_conftest().write_dataset
 
 CLASSES = ["a", "b", "c", "d"]
 

@@ -12,7 +12,7 @@ from socketedge.errors import DeviceError
 from socketedge.export.metadata import INPUT_NAME, OUTPUT_LABEL, OUTPUT_PROBS, ModelCard
 
 CLASSES = ["a", "b", "c", "d"]
-CENTRES_M = [0.8, 1.2, 1.6, 2.0]  # conftest.class_image puts class k's box at 800 + 400 k mm
+CENTRES_M = [0.8, 1.2, 1.6, 2.0]  # socketedge.data.testing.class_image puts class k's box at 800 + 400 k mm
 SHARPNESS = 20.0
 
 
@@ -26,7 +26,7 @@ def contract_card(classes=CLASSES, precision: str = "fp32") -> ModelCard:
 
 def write_contract_onnx(path: Path, card: ModelCard | None = None, with_card: bool = True) -> Path:
     """frames (N,1,H,W) uint16 → probs (N,C), label (N,): softmax over −k (d_min − centre_c)², d_min the nearest
-    valid depth in metres (clipped to [0.3, 5]): a nearest-box classifier matching conftest's depth images."""
+    valid depth in metres (clipped to [0.3, 5]): a nearest-box classifier matching socketedge.data.testing depth images."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -86,22 +86,9 @@ def reference_probs(depth: np.ndarray, classes=CLASSES) -> np.ndarray:
     return e / e.sum()
 
 
-def _root_conftest():
-    """tests/conftest.py as a module (pytest swaps the bare name ``conftest`` between folders)."""
-    import importlib.util
-    import sys
-
-    name = "socketedge_tests_root_conftest"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "conftest.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # before exec: its dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def class_frames(n: int, seed: int = 0, size: int = 40) -> list[Frame]:
-    class_image = _root_conftest().class_image
+    from socketedge.data.testing import class_image
+
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):

@@ -26,10 +26,10 @@ def exported(tmp_path_factory):
     from socketedge.models.bundle import save_bundle
     from socketedge.models.ensemble import Ensemble, Member
     from socketedge.models.source_model import new_source_model
-    from runtime_fixtures import _root_conftest
+    from socketedge.data.testing import write_dataset
 
     root = tmp_path_factory.mktemp("e2e")
-    data = _root_conftest().write_dataset(root / "target", CLASSES, PER_CLASS, ("depth",), seed=3, size=SIZE)
+    data = write_dataset(root / "target", CLASSES, PER_CLASS, ("depth",), seed=3, size=SIZE)
     torch.manual_seed(0)
     model = new_source_model("tiny_cnn", CLASSES, input_size=SIZE)
     ensemble = Ensemble([Member(model, preprocessing_for(model.meta, "depth"))])
