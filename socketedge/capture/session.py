@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from socketedge.data.folders import SESSION_MANIFEST, ImageItem, ImageSet, PairedSet, class_index
+from socketedge.data.folders import SESSION_MANIFEST, ImageItem, ImageSet, PairedSet, class_index, partner_modality
 from socketedge.data.imageio import MODALITIES, is_image
 from socketedge.errors import ConfigError, DataError
 
@@ -202,13 +202,7 @@ def session_images(root: Path, modality: str | None = None, labels: str = "optio
 def session_pairs(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
     """Frames holding both ``a`` and ``b`` images, paired by frame (never by list position)."""
     session = load_session(root)
-    present = session.modalities
-    if b is None:
-        others = [m for m in present if m != a]
-        if len(others) != 1:
-            raise DataError(f"session {root} must hold {a} and one target modality for pairs; found "
-                            f"{', '.join(present) or 'none'}")
-        b = others[0]
+    b = b or partner_modality(session.modalities, a, f"session {root}")
     for m in (a, b):
         _pick_modality(session, m)
     frames = [f for f in _sorted_frames(session) if a in f.files and b in f.files]

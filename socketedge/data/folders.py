@@ -153,18 +153,22 @@ def paired_folder(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet
 
         return session_pairs(root, a, b)
     present = [d.name for d in _subdirs(root) if d.name in MODALITIES]
-    if b is None:
-        others = [m for m in present if m != a]
-        if len(others) != 1:
-            raise DataError(f"paired folder {root} must hold {a}/ and one target modality folder "
-                            f"({', '.join(m for m in MODALITIES if m != a)}); found {present or 'none'}")
-        b = others[0]
+    b = b or partner_modality(present, a, f"paired folder {root}", suffix="/")
     for m in (a, b):
         if m not in present:
             raise DataError(f"paired folder {root} has no {m}/ folder; expected ROOT/{a}/ and ROOT/{b}/")
     sa = _scan(root / a, a, "optional", "paired folder")
     sb = _scan(root / b, b, "optional", "paired folder")
     return match_pairs(root, sa, sb)
+
+
+def partner_modality(present: list[str], a: str, where: str, suffix: str = "") -> str:
+    """The one modality besides ``a`` that pairs are made with; an error unless there is exactly one."""
+    others = [m for m in present if m != a]
+    if len(others) != 1:
+        raise DataError(f"{where} must hold {a}{suffix} and one target modality{' folder' if suffix else ''} "
+                        f"({', '.join(m for m in MODALITIES if m != a)}); found {', '.join(present) or 'none'}")
+    return others[0]
 
 
 def match_pairs(root: Path, sa: ImageSet, sb: ImageSet) -> PairedSet:

@@ -26,7 +26,8 @@ def contract_card(classes=CLASSES, precision: str = "fp32") -> ModelCard:
 
 def write_contract_onnx(path: Path, card: ModelCard | None = None, with_card: bool = True) -> Path:
     """frames (N,1,H,W) uint16 → probs (N,C), label (N,): softmax over −k (d_min − centre_c)², d_min the nearest
-    valid depth in metres (clipped to [0.3, 5]): a nearest-box classifier matching socketedge.data.testing depth images."""
+    valid depth in metres (clipped to [0.3, 5]): a nearest-box classifier
+    matching socketedge.data.testing depth images."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
