@@ -11,16 +11,8 @@ from socketedge.models.source_model import new_source_model
 
 
 @pytest.fixture
-def setup(make_dataset, tmp_path):
-    torch.manual_seed(0)
-    sources = []
-    for i in range(2):
-        m = new_source_model("tiny_cnn", ["a", "b", "c", "d"])
-        m.train()
-        m(torch.randn(16, 3, 32, 32))  # non-trivial running statistics
-        sources.append(save_source(m.eval(), tmp_path / f"s{i}.ckpt"))
-    target = make_dataset("target", per_class=6, modalities=("depth",), labeled=False, seed=1)
-    ti = make_dataset("ti", classes=("e", "f", "g"), per_class=6, modalities=("rgb", "depth"), seed=2)
+def setup(adapt_data, make_dataset):
+    sources, target, ti = adapt_data
     labels = make_dataset("labels", per_class=3, modalities=("depth",), seed=3)
     return sources, target, ti, labels
 
@@ -68,3 +60,66 @@ def test_shot_and_decision_switch_off_ti_and_bn(setup, tmp_path):
 def test_resume_reaches_the_same_weights(setup, tmp_path):
     full = adapt(_cfg(setup, tmp_path, out=tmp_path / "full"))
 
+    def interrupt_mid(step):
+        if step == 4:  # 3 steps per epoch (24 images, batch 8): step 4 is inside epoch 2
+            raise KeyboardInterrupt
+
+    cfg = _cfg(setup, tmp_path, out=tmp_path / "resumed")
+    with pytest.raises(AdaptInterrupted, match="--resume"):
+        adapt(cfg, on_step=interrupt_mid)
+    assert (tmp_path / "resumed" / "resume.pt").exists()
+    assert not (tmp_path / "resumed" / "bundle.json").exists()
+    resumed = adapt(cfg.model_copy(update={"resume": True}))
+    a, _ = load_bundle(full.bundle)
+    b, _ = load_bundle(resumed.bundle)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert full.metrics["history"] == resumed.metrics["history"]
+
+
+def test_bad_inputs_are_one_line(setup, tmp_path, make_dataset, cli):
+    sources, target, ti, _ = setup
+    base = ["adapt", "--source", sources[0], "--target", target / "depth", "--epochs", "1", "--device", "cpu"]
+    # TI folder without pairs
+    nopairs = make_dataset("nopairs", classes=("e",), per_class=2, modalities=("rgb",))
+    r = cli(*base, "--ti", nopairs, "--out", tmp_path / "o1")
+    assert r.exit_code == 1 and "paired folder" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    # sources with different class lists
+    other = save_source(new_source_model("tiny_cnn", ["a", "b", "x", "y"]), tmp_path / "other.ckpt")
+    r = cli(*base, "--source", other, "--ti", ti, "--out", tmp_path / "o2")
+    assert r.exit_code == 1 and "share one class list" in r.stderr
+    # empty target
+    (tmp_path / "empty" / "depth").mkdir(parents=True)
+    r = cli("adapt", "--source", sources[0], "--target", tmp_path / "empty" / "depth", "--ti", ti, "--out",
+            tmp_path / "o3")
+    assert r.exit_code == 1 and "is empty" in r.stderr
+    # TI holding task classes
+    bad_ti = make_dataset("badti", classes=("a", "e"), per_class=2, modalities=("rgb", "depth"))
+    r = cli(*base, "--ti", bad_ti, "--out", tmp_path / "o4")
+    assert r.exit_code == 1 and "task classes ['a']" in r.stderr
+    # shot with two sources; socket without --ti
+    r = cli(*base, "--source", sources[1], "--method", "shot", "--out", tmp_path / "o5")
+    assert r.exit_code == 1 and "exactly one source" in r.stderr
+    r = cli(*base, "--out", tmp_path / "o6")
+    assert r.exit_code == 1 and "--ti DIR" in r.stderr
+    for i in range(1, 7):
+        assert not (tmp_path / f"o{i}" / "bundle.json").exists()
+
+
+def test_model_without_batchnorm_under_socket(make_dataset, tmp_path, cli):
+    from socketedge.models.backbones import get_backbone
+    from socketedge.models.source_model import wrap_torchvision_classifier
+
+    net = get_backbone("tiny_cnn_nobn").classifier(4)
+    src = save_source(wrap_torchvision_classifier("tiny_cnn_nobn", net.state_dict(), list("abcd")),
+                      tmp_path / "nobn.ckpt")
+    target = make_dataset("t", per_class=4, modalities=("depth",), labeled=False)
+    ti = make_dataset("ti2", classes=("e", "f"), per_class=4, modalities=("rgb", "depth"))
+    r = cli("adapt", "--source", src, "--target", target / "depth", "--ti", ti, "--out", tmp_path / "b",
+            "--epochs", "1")
+    assert r.exit_code == 1 and "has no BatchNorm layer" in r.stderr
+    assert not (tmp_path / "b" / "bundle.json").exists()
+    r = cli("adapt", "--source", src, "--target", target / "depth", "--ti", ti, "--out", tmp_path / "b",
+            "--epochs", "1", "--lambda-d", "0", "--batch-size", "4")
+    assert r.exit_code == 0, r.stderr
+    assert (tmp_path / "b" / "bundle.json").exists()

@@ -31,7 +31,6 @@ from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.distributed import DistContext, DistributedError
 from socketedge.adapt.run import AdaptInterrupted, Adapter
 from socketedge.errors import ConfigError
-from socketedge.models.checkpoint import save_source
 from socketedge.models.source_model import new_source_model
 
 TOL = 1e-5  # relative for loss terms (float32 sums of values up to ~1e2), absolute for weights
@@ -132,19 +131,10 @@ def _load(results: Path, phase: int, rank: int) -> dict:
 
 
 @pytest.fixture
-def setup(make_dataset, tmp_path, monkeypatch):
+def setup(adapt_data, monkeypatch):
     for var in TORCHRUN_VARS:
         monkeypatch.delenv(var, raising=False)
-    torch.manual_seed(0)
-    sources = []
-    for i in range(2):
-        m = new_source_model("tiny_cnn", ["a", "b", "c", "d"])
-        m.train()
-        m(torch.randn(16, 3, 32, 32))  # non-trivial running statistics
-        sources.append(save_source(m.eval(), tmp_path / f"s{i}.ckpt"))
-    target = make_dataset("target", per_class=6, modalities=("depth",), labeled=False, seed=1)
-    ti = make_dataset("ti", classes=("e", "f", "g"), per_class=6, modalities=("rgb", "depth"), seed=2)
-    return sources, target, ti
+    return adapt_data
 
 
 def _cfg(setup, out: Path, **kw) -> AdaptConfig:
