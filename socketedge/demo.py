@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +46,15 @@ class DemoResult:
     workdir: Path = Path()
 
 
+@contextmanager
 def _step(name: str, result: DemoResult):
-    class _Timer:
-        def __enter__(self):
-            console.rule(f"[bold]{name}")
-            self.t0 = time.perf_counter()
-
-        def __exit__(self, *exc):
-            result.timings[name] = time.perf_counter() - self.t0
-
-    return _Timer()
+    """A titled, timed demo step."""
+    console.rule(f"[bold]{name}")
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        result.timings[name] = time.perf_counter() - t0
 
 
 def _stamp_ok(path: Path, settings: dict) -> bool:

@@ -9,7 +9,7 @@ import torch
 
 from socketedge.data.cache import decode_set
 from socketedge.data.folders import labeled_folder, resolve_modality
-from socketedge.errors import DataError
+from socketedge.errors import ConfigError, DataError
 from socketedge.models.ensemble import Ensemble
 from socketedge.models.loading import load_ensemble
 from socketedge.models.train import predict
@@ -22,16 +22,12 @@ def data_modality(data: Path, modality: str | None, models: list[Path]) -> str:
         return modality
     try:
         return resolve_modality(Path(data), None)[1]
-    except Exception:  # noqa: BLE001 - ambiguous folder: fall back to what the model expects
+    except ConfigError:  # ambiguous folder: fall back to what the model expects
         from socketedge.models.bundle import is_bundle, read_manifest
-        from socketedge.models.checkpoint import read_tensors
+        from socketedge.models.checkpoint import read_source_meta
 
         first = Path(models[0])
-        if is_bundle(first):
-            return read_manifest(first).modality
-        from socketedge.models.checkpoint import META_KEY, parse_meta
-
-        return parse_meta(read_tensors(first)[1].get(META_KEY), first).modality
+        return read_manifest(first).modality if is_bundle(first) else read_source_meta(first).modality
 
 
 def metrics_from_predictions(probs: torch.Tensor, labels: torch.Tensor, class_names: list[str]) -> dict:

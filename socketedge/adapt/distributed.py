@@ -26,7 +26,6 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from socketedge.errors import ConfigError, SocketEdgeError

@@ -22,7 +22,7 @@ from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameTensor, apply_crop, batches, crop_flip_indices,
                                    decode_set, split_indices)
-from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
+from socketedge.data.folders import labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import Preprocess, preprocessing_for
 from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
 from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
@@ -99,10 +99,6 @@ def _features_and_probs(members: list[Member], raw: torch.Tensor, device: torch.
             feats[k].append(f.float().cpu())
             probs[k].append(m.classifier(f).float().softmax(1).cpu())
     return [torch.cat(f) for f in feats], torch.stack([torch.cat(p) for p in probs])
-
-
-def _subset(images: ImageSet, idx: torch.Tensor) -> ImageSet:
-    return ImageSet(images.root, images.modality, [images.items[i] for i in idx.tolist()], images.class_names)
 
 
 class Adapter:
@@ -224,9 +220,9 @@ class Adapter:
             hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
             if len(train_idx) < 2 and cfg.lambda_ti > 0:
                 raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
-            self.ti_rgb = decode_set(_subset(pairs.a, train_idx), self.size, "decoding TI rgb", show)
-            self.ti_tgt = decode_set(_subset(pairs.b, train_idx), self.size, f"decoding TI {self.modality}", show)
-            held = (_subset(pairs.a, hold_idx), _subset(pairs.b, hold_idx)) if len(hold_idx) else None
+            self.ti_rgb = decode_set(pairs.a.subset(train_idx), self.size, "decoding TI rgb", show)
+            self.ti_tgt = decode_set(pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}", show)
+            held = (pairs.a.subset(hold_idx), pairs.b.subset(hold_idx)) if len(hold_idx) else None
         if cfg.gap_pairs is not None:
             gap = self._ti_pairs(cfg.gap_pairs)
             held = (gap.a, gap.b)
@@ -469,13 +465,11 @@ class Adapter:
         if running.get("pl_accuracy") is not None:
             record["pl_accuracy"] = running["pl_accuracy"]
         if self.target.labels is not None and self.dist.is_main:  # evaluation: rank 0 reports it
-            record["target_accuracy"] = self.accuracy_on(self._target_eval())
+            # full frames at load size; Preprocess resizes them to each model's input
+            record["target_accuracy"] = self.accuracy_on(self.target)
         if self.labels_set is not None and self.dist.is_main:
             record["accuracy"] = self.accuracy_on(self.labels_set)
         return record
-
-    def _target_eval(self) -> FrameTensor:
-        return self.target  # full frames at load size; Preprocess resizes them to each model's input
 
     def _finish(self, history: list[dict], gap_before: dict | None) -> AdaptResult:
         cfg = self.cfg

@@ -40,6 +40,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.items)
 
+    def subset(self, indices) -> "ImageSet":
+        """The items at ``indices`` (any iterable of ints, e.g. a tensor of a split), same classes."""
+        return ImageSet(self.root, self.modality, [self.items[int(i)] for i in indices], self.class_names)
+
 
 @dataclass
 class PairedSet:

@@ -27,14 +27,16 @@ def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: 
     os.replace(tmp, path)
 
 
-def read_tensors(path: Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_tensors(path: Path, what: str = "checkpoint", load: bool = True,
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, header metadata) of a safetensors file; ``load=False`` reads the header only."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{what} {path} does not exist")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if load else {}
     except Exception as e:  # safetensors raises SafetensorError / OSError / ValueError on foreign files
         raise ModelError(
             f"{path} is not a socketedge {what} (expected a safetensors file; pickled .pth/.pt files are never "
@@ -60,6 +62,11 @@ def parse_meta(raw: str | None, path: Path) -> ModelMeta:
     except (ValueError, ValidationError) as e:
         first = str(e).splitlines()[0]
         raise ModelError(f"{path} has invalid socketedge metadata: {first}") from None
+
+
+def read_source_meta(path: Path) -> ModelMeta:
+    """A source checkpoint's metadata without reading its weights."""
+    return parse_meta(read_tensors(path, load=False)[1].get(META_KEY), Path(path))
 
 
 def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], what: str, arch: str,

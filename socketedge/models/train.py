@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 
 from socketedge.data.cache import TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set, split_indices
-from socketedge.data.folders import ImageSet, labeled_folder
+from socketedge.data.folders import labeled_folder
 from socketedge.data.preprocess import preprocessing_for
 from socketedge.errors import ConfigError, DataError
 from socketedge.models.checkpoint import save_source
@@ -65,10 +65,6 @@ def set_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
         g["lr"] = poly_lr(g["lr0"], progress)
 
 
-def _subset(images: ImageSet, idx: torch.Tensor) -> ImageSet:
-    return ImageSet(images.root, images.modality, [images.items[i] for i in idx.tolist()], images.class_names)
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, raw: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
     """Outputs of ``model`` (eval mode) over raw frames, batched; returned on the CPU."""
@@ -97,8 +93,8 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     if len(val_idx) == 0:
         val_idx, train_idx = train_idx[:1], train_idx[1:]
     load = round(size * TRAIN_RESIZE_RATIO)
-    train = decode_set(_subset(images, train_idx), load, "decoding train", cfg.show_progress)
-    val = decode_set(_subset(images, val_idx), size, "decoding val", cfg.show_progress)
+    train = decode_set(images.subset(train_idx), load, "decoding train", cfg.show_progress)
+    val = decode_set(images.subset(val_idx), size, "decoding val", cfg.show_progress)
 
     mult = cfg.backbone_lr_mult if cfg.backbone_lr_mult is not None else (0.1 if cfg.pretrained else 1.0)
     optimizer = sgd_for(model, cfg.lr, mult, cfg.weight_decay, cfg.momentum)

@@ -12,7 +12,6 @@ import pytest
 from runtime_fixtures import CLASSES, class_frames, contract_card, reference_probs, write_contract_onnx
 
 from socketedge.errors import ConfigError, DeviceError, MissingExtraError, ModelError, UnknownNameError
-from socketedge.runtime import onnx_backend
 from socketedge.runtime.backends import backend_for, open_backend, parse_backend_spec
 from socketedge.runtime.onnx_backend import CPU, CUDA, TENSORRT, provider_chain
 
