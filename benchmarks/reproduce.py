@@ -34,7 +34,8 @@ from pathlib import Path
 
 # The paper's accuracies (%), by dataset → table → method → task. None = not confirmed: we could not read the
 # paper's tables from a public source available while writing this script, and we do not copy numbers we have
-# not checked. Fill them in from the paper (ECCV 2022, Tables 3–6) to get the comparison column.
+# not checked. Pass them with --paper-numbers FILE.json (same nesting, e.g. {"sunrgbd": {"single": {"socket":
+# {"kv1": 0.0}}}}) to get the comparison column.
 PAPER: dict[str, dict[str, dict[str, dict[str, float | None]]]] = {
     "sunrgbd": {
         "single": {m: dict.fromkeys(("kv1", "kv2", "realsense", "xtion"))
@@ -98,7 +99,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="train each source model once (first seed) instead of once per seed")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--paper-numbers", type=Path, default=None, metavar="FILE.json",
+                   help="the paper's accuracies as dataset → table → method → task → %% (fills the paper column)")
     return p.parse_args(argv)
+
+
+def paper_numbers(path: Path | None) -> dict:
+    """PAPER with the numbers of ``path`` filled in; unknown datasets, tables, methods or tasks are an error."""
+    from socketedge.errors import ConfigError
+
+    merged = json.loads(json.dumps(PAPER))
+    if path is None:
+        return merged
+    try:
+        given = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--paper-numbers {path}: {str(e).splitlines()[0]}") from None
+
+    def fill(into: dict, new: dict, where: str) -> None:
+        for key, value in (new.items() if isinstance(new, dict) else []):
+            if key not in into:
+                raise ConfigError(f"--paper-numbers {path}: unknown key {where + key!r}; expected one of "
+                                  f"{', '.join(into)}")
+            if isinstance(into[key], dict):
+                fill(into[key], value, f"{where}{key}.")
+            elif isinstance(value, (int, float)) and 0 <= value <= 100:
+                into[key] = float(value)
+            else:
+                raise ConfigError(f"--paper-numbers {path}: {where + key} must be an accuracy in %, got {value!r}")
+
+    if not isinstance(given, dict):
+        raise ConfigError(f"--paper-numbers {path}: expected a JSON object")
+    fill(merged, given, "")
+    return merged
 
 
 def _import_options(pairs: list[str]) -> dict:
@@ -230,6 +263,7 @@ def _fmt(values: list[float]) -> str:
 
 def render(dataset: str, tables: list[TableSpec], cells: dict, manifest: dict, args: argparse.Namespace,
            seconds: float) -> str:
+    papers = getattr(args, "papers", None) or PAPER
     lines = [f"# socketedge vs the paper: {dataset}", ""]
     split = manifest["split"]
     lines += [f"- data: `{manifest['source_root']}` imported by socketedge (import.json), target modality "
@@ -241,12 +275,12 @@ def render(dataset: str, tables: list[TableSpec], cells: dict, manifest: dict, a
               f"{args.source_epochs} epoch(s); adaptation {args.adapt_epochs} epoch(s); batch {args.batch_size}; "
               f"seeds {', '.join(map(str, args.seeds_list))}; device {args.device}",
               f"- cells: target accuracy %, mean ± sample std over seeds; paper = the paper's number "
-              f"(n/c = not confirmed from a public source, left blank rather than guessed); multi-source "
+              f"(n/c = not confirmed: pass --paper-numbers FILE.json, left blank rather than guessed); multi-source "
               f"Unadapted = the equal-weight ensemble of the source models",
               f"- total time {seconds / 60:.1f} min; command: `python benchmarks/reproduce.py "
               f"{' '.join(args.argv)}`", ""]
     for table in tables:
-        paper = PAPER.get(dataset, {}).get(table.key, {})
+        paper = papers.get(dataset, {}).get(table.key, {})
         lines += [f"## {TABLE_NAMES.get((dataset, table.key), table.key)}", ""]
         head = ["method"] + [f"{t.name} {who}" for t in table.tasks for who in ("ours", "paper")]
         head += ["avg ours", "avg paper"]
@@ -274,6 +308,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.seeds_list = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.papers = paper_numbers(args.paper_numbers)  # a bad file fails now, not after hours of training
     work = Path(args.work or Path("runs") / f"reproduce-{args.dataset}")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -65,6 +65,17 @@ def test_rgbnir_table_and_cache(rgbnir_release, tmp_path, monkeypatch):
     again = reproduce.main(args)
     assert _row(again, "Table 6", "SOCKET") == _row(text, "Table 6", "SOCKET")
 
+    # the paper column comes from --paper-numbers; a wrong key fails before any work
+    numbers = tmp_path / "paper.json"
+    numbers.write_text(json.dumps({"rgbnir": {"single": {"socket": {"nirscene": 42.5}}}}))
+    filled = reproduce.main(args + ["--paper-numbers", str(numbers)])
+    assert _row(filled, "Table 6", "SOCKET")[2] == "42.5" and _row(filled, "Table 6", "SHOT")[2] == "n/c"
+    numbers.write_text(json.dumps({"rgbnir": {"single": {"sokcet": {"nirscene": 42.5}}}}))
+    from socketedge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key 'rgbnir.single.sokcet'"):
+        reproduce.main(args + ["--paper-numbers", str(numbers)])
+
 
 @pytest.mark.slow
 def test_sunrgbd_single_and_multi_source(sunrgbd_release, tmp_path):
