@@ -263,7 +263,6 @@ def _fmt(values: list[float]) -> str:
 
 def render(dataset: str, tables: list[TableSpec], cells: dict, manifest: dict, args: argparse.Namespace,
            seconds: float) -> str:
-    papers = getattr(args, "papers", None) or PAPER
     lines = [f"# socketedge vs the paper: {dataset}", ""]
     split = manifest["split"]
     lines += [f"- data: `{manifest['source_root']}` imported by socketedge (import.json), target modality "
@@ -280,7 +279,7 @@ def render(dataset: str, tables: list[TableSpec], cells: dict, manifest: dict, a
               f"- total time {seconds / 60:.1f} min; command: `python benchmarks/reproduce.py "
               f"{' '.join(args.argv)}`", ""]
     for table in tables:
-        paper = papers.get(dataset, {}).get(table.key, {})
+        paper = args.papers.get(dataset, {}).get(table.key, {})
         lines += [f"## {TABLE_NAMES.get((dataset, table.key), table.key)}", ""]
         head = ["method"] + [f"{t.name} {who}" for t in table.tasks for who in ("ours", "paper")]
         head += ["avg ours", "avg paper"]
