@@ -17,8 +17,11 @@ from socketedge.capture.session import load_session, validate_session
 
 def start_capture(rec: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # A shell's background job (`cmd &` without job control) starts with SIGINT ignored, and Python keeps an
+    # inherited SIG_IGN: reset it so the child sees Ctrl-C as a user at a terminal would.
     return subprocess.Popen([sys.executable, "-m", "socketedge", "capture", f"file://{rec}", "--out", str(out),
-                             "--label", "cup", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                             "--label", "cup", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_frames(proc: subprocess.Popen, out: Path, n: int, timeout: float = 120.0) -> int:
