@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,12 @@ os.environ.setdefault("COLUMNS", "200")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# A shell's background job (`./dev test &` without job control) starts with SIGINT ignored, and every process it
+# starts inherits that: the tests that Ctrl-C a real `socketedge` process would then see it run on. A test run
+# is interruptible by definition, so restore the default before any test starts a process.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import signal
-import threading
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +29,12 @@ from socketedge.models.ensemble import Ensemble, Member, check_same_classes
 from socketedge.models.train import set_lr
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import console, format_terms, make_progress
+from socketedge.utils.signals import StopFlag
 
 RESUME_FILE = "resume.pt"
+# Under torchrun, SIGTERM (what the launcher sends every worker when the job is interrupted) also asks for a stop
+# at the next step boundary, and ranks agree on that step before stopping (DistContext.any).
+STOP_MESSAGE = "[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]"
 TERMS = ("loss", "ent", "div", "pl", "ti", "bn")
 
 
@@ -50,37 +52,6 @@ class AdaptResult:
 
 def _step_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step * 101 + stream) % (2**63)
-
-
-class _StopFlag:
-    """First Ctrl-C asks the loop to stop at the next step boundary; a second one interrupts at once.
-
-    Under torchrun, SIGTERM (what the launcher sends every worker when the job is interrupted) also asks for a
-    stop at the next step boundary, and ranks agree on that step before stopping (DistContext.any)."""
-
-    def __init__(self, also_sigterm: bool = False, announce: bool = True):
-        self.requested = False
-        self._signals = (signal.SIGINT, signal.SIGTERM) if also_sigterm else (signal.SIGINT,)
-        self._previous: dict = {}
-        self._announce = announce
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self._signals}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            return
-        self.requested = True
-        if self._announce:
-            console.print("[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]")
-
-    def __exit__(self, *exc):
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
 
 
 @torch.no_grad()
@@ -387,7 +358,7 @@ class Adapter:
         n = len(self.target)
         done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes
         try:
-            with (_StopFlag(also_sigterm=self.dist.active, announce=main) as stop,
+            with (StopFlag(also_sigterm=self.dist.active, message=STOP_MESSAGE if main else None) as stop,
                   make_progress(disable=not (cfg.show_progress and main)) as progress):
                 task = progress.add_task(f"adapt ({cfg.method})", total=self.total_steps,
                                          completed=start_epoch * self.steps_per_epoch + start_step, terms="")

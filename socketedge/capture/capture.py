@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from socketedge.capture.base import Frame, open_source, parse_uri
 from socketedge.capture.recorder import COLOR_FORMATS, MODES, SessionWriter
 from socketedge.errors import ConfigError, DeviceError
+from socketedge.utils.signals import StopFlag
 
 
 class CaptureConfig(BaseModel):
@@ -118,8 +119,9 @@ class _Preview:
 
 
 def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | None = None) -> CaptureResult:
-    """Capture into ``config.out`` (a new or existing session). Never raises for Ctrl-C or an unplugged camera:
-    the result says why it stopped (``stopped_by`` / ``error``) and the session keeps every completed frame."""
+    """Capture into ``config.out`` (a new or existing session). Never raises for Ctrl-C, SIGTERM or an unplugged
+    camera: the result says why it stopped (``stopped_by`` / ``error``) and the session keeps every completed
+    frame."""
     options = _check(config)
     preview = _Preview() if config.preview else None
     written = seen = 0
@@ -133,33 +135,39 @@ def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | 
             with SessionWriter(config.out, src.info, config.source, config.mode, config.label, config.modality,
                                config.color_format, settings) as writer:
                 try:
-                    while True:
-                        elapsed = time.monotonic() - start
-                        if config.frames is not None and written >= config.frames:
-                            stopped_by = "frames"
-                            break
-                        if config.duration is not None and elapsed >= config.duration:
-                            stopped_by = "duration"
-                            break
-                        try:
-                            frame = src.read()
-                        except DeviceError as e:
-                            stopped_by, error = "device", str(e)
-                            break
-                        if frame is None:
-                            stopped_by = "end"
-                            break
-                        seen += 1
-                        drops = int(frame.meta.get("drops", drops))
-                        if (seen - 1) % config.every == 0:
-                            writer.write(frame)
-                            written += 1
-                        if preview is not None and not preview.show(frame):
-                            stopped_by = "preview"
-                            break
-                        if on_status is not None:
-                            el = time.monotonic() - start
-                            on_status(CaptureStatus(written, seen, drops, seen / el if el > 0 else 0.0, el))
+                    # Ctrl-C or SIGTERM (`kill`, `docker stop`) stops at the next frame boundary, so every frame
+                    # written is listed and counted; a second Ctrl-C stops at once.
+                    with StopFlag(also_sigterm=True) as stop:
+                        while True:
+                            if stop.requested:
+                                stopped_by = "interrupted"
+                                break
+                            elapsed = time.monotonic() - start
+                            if config.frames is not None and written >= config.frames:
+                                stopped_by = "frames"
+                                break
+                            if config.duration is not None and elapsed >= config.duration:
+                                stopped_by = "duration"
+                                break
+                            try:
+                                frame = src.read()
+                            except DeviceError as e:
+                                stopped_by, error = "device", str(e)
+                                break
+                            if frame is None:
+                                stopped_by = "end"
+                                break
+                            seen += 1
+                            drops = int(frame.meta.get("drops", drops))
+                            if (seen - 1) % config.every == 0:
+                                writer.write(frame)
+                                written += 1
+                            if preview is not None and not preview.show(frame):
+                                stopped_by = "preview"
+                                break
+                            if on_status is not None:
+                                el = time.monotonic() - start
+                                on_status(CaptureStatus(written, seen, drops, seen / el if el > 0 else 0.0, el))
                 except KeyboardInterrupt:
                     stopped_by = "interrupted"
                 writer.close(stopped_by=stopped_by, error=error)

@@ -8,12 +8,10 @@ the overlay window is closed.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,6 +36,7 @@ from socketedge.runtime.sinks import (
     display_available,
 )
 from socketedge.runtime.smoothing import Smoother, make_smoother
+from socketedge.utils.signals import sigterm_as_interrupt
 
 DEFAULT_CAMERA = "realsense://"  # the first RealSense found
 
@@ -108,23 +107,6 @@ def frame_input(frame: Frame, card: ModelCard) -> np.ndarray:
     return image[None, None]
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """`systemctl stop` / `docker stop` send SIGTERM: end the run the way Ctrl-C does (camera released)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def raise_interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: list[Sink],
              smoother: Smoother | None = None, max_frames: int | None = None, queue_size: int = 4,
              drop: str = "auto", backoff: Backoff | None = None, on_event: Callable[[str], None] | None = None,
@@ -141,7 +123,7 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
     ended_by = "end_of_stream"
     n = 0
     t_start = time.perf_counter()
-    with ExitStack() as stack, _sigterm_as_interrupt():
+    with ExitStack() as stack, sigterm_as_interrupt():
         stack.callback(capture.stop)
         capture.start()
         try:

@@ -17,11 +17,8 @@ from socketedge.capture.session import load_session, validate_session
 
 def start_capture(rec: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # A shell's background job (`cmd &` without job control) starts with SIGINT ignored, and Python keeps an
-    # inherited SIG_IGN: reset it so the child sees Ctrl-C as a user at a terminal would.
     return subprocess.Popen([sys.executable, "-m", "socketedge", "capture", f"file://{rec}", "--out", str(out),
-                             "--label", "cup", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                             "--label", "cup", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
 def wait_for_frames(proc: subprocess.Popen, out: Path, n: int, timeout: float = 120.0) -> int:
@@ -60,11 +57,13 @@ def test_sigkill_mid_capture_leaves_a_valid_session(long_recording, tmp_path, cl
     assert len(after.frames) == len(session.frames) + 3 and validate_session(out).ok
 
 
-def test_ctrl_c_closes_the_session(long_recording, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_closes_the_session(long_recording, tmp_path, sig):
+    """Ctrl-C, and SIGTERM (`kill`, `docker stop`, `systemctl stop`), end a capture cleanly."""
     out = tmp_path / "interrupted"
     proc = start_capture(long_recording.path, out)
     wait_for_frames(proc, out, 10)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-800:]
     manifest = json.loads((out / "session.json").read_text())

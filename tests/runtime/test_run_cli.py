@@ -97,9 +97,7 @@ def test_ctrl_c_ends_a_live_run_cleanly(onnx_model, tmp_path, sig):
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen([sys.executable, "-m", "socketedge", "run", str(onnx_model), "--source",
                              "synthetic://?size=32", "--json", str(out), "-q", "--headless"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            # SIGINT may be inherited as ignored (a shell's background job): reset it
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 200):
