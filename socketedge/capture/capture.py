@@ -137,7 +137,8 @@ def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | 
                 try:
                     # Ctrl-C or SIGTERM (`kill`, `docker stop`) stops at the next frame boundary, so every frame
                     # written is listed and counted; a second Ctrl-C stops at once.
-                    with StopFlag(also_sigterm=True) as stop:
+                    with StopFlag(also_sigterm=True, message="[yellow]stopping after this frame (Ctrl-C again "
+                                                             "to stop at once)[/]") as stop:
                         while True:
                             if stop.requested:
                                 stopped_by = "interrupted"
