@@ -132,43 +132,43 @@ def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | 
         with open_source(config.source, **options) as src:
             settings = {k: v for k, v in {**src.options, "every": config.every}.items()
                         if isinstance(v, (str, int, float, bool))}
-            with SessionWriter(config.out, src.info, config.source, config.mode, config.label, config.modality,
-                               config.color_format, settings) as writer:
+            # Ctrl-C or SIGTERM (`kill`, `docker stop`) stops at the next frame boundary, so every frame written
+            # is listed and counted; a second Ctrl-C stops at once.
+            with (SessionWriter(config.out, src.info, config.source, config.mode, config.label, config.modality,
+                                config.color_format, settings) as writer,
+                  StopFlag(also_sigterm=True, message="[yellow]stopping after this frame (Ctrl-C again to stop at "
+                                                      "once)[/]") as stop):
                 try:
-                    # Ctrl-C or SIGTERM (`kill`, `docker stop`) stops at the next frame boundary, so every frame
-                    # written is listed and counted; a second Ctrl-C stops at once.
-                    with StopFlag(also_sigterm=True, message="[yellow]stopping after this frame (Ctrl-C again "
-                                                             "to stop at once)[/]") as stop:
-                        while True:
-                            if stop.requested:
-                                stopped_by = "interrupted"
-                                break
-                            elapsed = time.monotonic() - start
-                            if config.frames is not None and written >= config.frames:
-                                stopped_by = "frames"
-                                break
-                            if config.duration is not None and elapsed >= config.duration:
-                                stopped_by = "duration"
-                                break
-                            try:
-                                frame = src.read()
-                            except DeviceError as e:
-                                stopped_by, error = "device", str(e)
-                                break
-                            if frame is None:
-                                stopped_by = "end"
-                                break
-                            seen += 1
-                            drops = int(frame.meta.get("drops", drops))
-                            if (seen - 1) % config.every == 0:
-                                writer.write(frame)
-                                written += 1
-                            if preview is not None and not preview.show(frame):
-                                stopped_by = "preview"
-                                break
-                            if on_status is not None:
-                                el = time.monotonic() - start
-                                on_status(CaptureStatus(written, seen, drops, seen / el if el > 0 else 0.0, el))
+                    while True:
+                        if stop.requested:
+                            stopped_by = "interrupted"
+                            break
+                        elapsed = time.monotonic() - start
+                        if config.frames is not None and written >= config.frames:
+                            stopped_by = "frames"
+                            break
+                        if config.duration is not None and elapsed >= config.duration:
+                            stopped_by = "duration"
+                            break
+                        try:
+                            frame = src.read()
+                        except DeviceError as e:
+                            stopped_by, error = "device", str(e)
+                            break
+                        if frame is None:
+                            stopped_by = "end"
+                            break
+                        seen += 1
+                        drops = int(frame.meta.get("drops", drops))
+                        if (seen - 1) % config.every == 0:
+                            writer.write(frame)
+                            written += 1
+                        if preview is not None and not preview.show(frame):
+                            stopped_by = "preview"
+                            break
+                        if on_status is not None:
+                            el = time.monotonic() - start
+                            on_status(CaptureStatus(written, seen, drops, seen / el if el > 0 else 0.0, el))
                 except KeyboardInterrupt:
                     stopped_by = "interrupted"
                 writer.close(stopped_by=stopped_by, error=error)
