@@ -1,5 +1,6 @@
-"""BatchNorm statistics: the source running statistics copied before adaptation, and hooks that record the batch
-mean/variance of the features entering every BatchNorm layer during the target forward pass."""
+"""BatchNorm statistics: the source running statistics copied before adaptation, hooks that record the batch
+mean/variance of the features entering every BatchNorm layer during the target forward pass, and the train-mode
+rules of adaptation (dropout off, running statistics untouched by the TI pass, re-estimated on the target)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,57 @@ def source_stats(encoder: nn.Module, name: str = "source") -> tuple[list[torch.T
             raise ModelError(f"{name}: BatchNorm layer {lname!r} tracks no running statistics")
     return ([bn.running_mean.detach().clone() for _, bn in layers],
             [bn.running_var.detach().clone() for _, bn in layers])
+
+
+def feature_map_layers(encoder: nn.Module) -> list[int]:
+    """Positions (in `source_stats` order) of the BatchNorm layers over feature maps (BatchNorm2d/3d): the ones
+    the scale-free BN term counts. A bottleneck's BatchNorm1d sees one vector per image, so its batch statistics
+    at batch 32 are noisy estimates, and the features it normalises are what the TI term already matches."""
+    return [i for i, (_, bn) in enumerate(batchnorm_layers(encoder))
+            if isinstance(bn, (nn.BatchNorm2d, nn.BatchNorm3d))]
+
+
+def set_adapt_mode(module: nn.Module) -> nn.Module:
+    """Train mode for adaptation: BatchNorm uses batch statistics, but dropout and stochastic depth are off —
+    they would only add noise to the entropy and feature-distance terms, which the source never saw."""
+    module.train()
+    for m in module.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd) or type(m).__name__ == "StochasticDepth":
+            m.eval()
+    return module
+
+
+@contextmanager
+def running_stats_frozen(modules: list[nn.Module]):
+    """BatchNorm normalises with batch statistics (train mode) but leaves its running statistics (and batch
+    counter) alone: the TI pass must not move them, they feed pseudo-labels, evaluation and the exported graph."""
+    layers = [bn for m in modules for _, bn in batchnorm_layers(m) if bn.track_running_stats]
+    for bn in layers:
+        bn.track_running_stats = False
+    try:
+        yield
+    finally:
+        for bn in layers:
+            bn.track_running_stats = True
+
+
+@torch.no_grad()
+def reestimate_running_stats(module: nn.Module, batches) -> None:
+    """Replace every BatchNorm layer's running statistics by their plain average over ``batches`` (model inputs),
+    forwarded in adaptation train mode; the module is left in eval mode."""
+    layers = [bn for _, bn in batchnorm_layers(module) if bn.track_running_stats]
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative moving average: every batch counts the same
+    set_adapt_mode(module)
+    try:
+        for x in batches:
+            module(x)
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        module.eval()
 
 
 class BatchStatsRecorder:

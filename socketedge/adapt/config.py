@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from socketedge.errors import ConfigError
 
 METHODS = ("socket", "shot", "decision")
+TERM_SCALES = ("scaled", "paper")
 
 
 class AdaptConfig(BaseModel):
@@ -19,6 +20,10 @@ class AdaptConfig(BaseModel):
     lambda_ti: float = Field(0.3, ge=0)
     lambda_d: float = Field(0.3, ge=0)
     lambda_pl: float = Field(0.3, ge=0)
+    # scaled: dimensionless TI / BN terms (one λ for any backbone); paper: the raw forms as printed (reproduction)
+    term_scale: str = "scaled"
+    # after the last epoch, set BatchNorm running statistics to their average over the target images
+    recalibrate_bn: bool = True
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-2, gt=0)
@@ -41,6 +46,8 @@ class AdaptConfig(BaseModel):
         """Validate the method's requirements and return the config with its effective λs."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
+        if self.term_scale not in TERM_SCALES:
+            raise ConfigError(f"unknown --term-scale {self.term_scale!r}; expected one of {', '.join(TERM_SCALES)}")
         k = len(self.sources)
         if k == 0:
             raise ConfigError("no source model given; pass --source SRC.ckpt (repeat for several)")

@@ -14,12 +14,12 @@ def _plt():
     return plt
 
 
-def plot_history(history: list[dict], path: Path, method: str) -> None:
+def plot_history(history: list[dict], path: Path, method: str, grad_balance: dict | None = None) -> None:
     if not history:
         return
     plt = _plt()
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4 if grad_balance else 3, figsize=(18 if grad_balance else 14, 4))
     for term in ("loss", "ent", "div", "pl", "ti", "bn"):
         if any(term in h for h in history):
             axes[0].plot(epochs, [h.get(term, float("nan")) for h in history], marker="o", label=term)
@@ -38,8 +38,17 @@ def plot_history(history: list[dict], path: Path, method: str) -> None:
     axes[2].set_title("accuracy % (never used for training)")
     if axes[2].lines:
         axes[2].legend()
-    for ax in axes:
+    for ax in axes[:3]:
         ax.set_xlabel("epoch")
+    if grad_balance:
+        norms = grad_balance["grad_norm"]
+        names = list(norms)
+        axes[3].bar(names, [norms[n] for n in names],
+                    color=["tab:grey" if n == "ent_div" else "tab:blue" for n in names])
+        axes[3].axhline(10 * norms["ent_div"], color="tab:red", ls="--", lw=1, label="10× ent−div")
+        axes[3].set_yscale("log")
+        axes[3].set_title(f"encoder gradient norm at step 1 (λ-weighted, {grad_balance['term_scale']})")
+        axes[3].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from socketedge.adapt import distributed, losses
-from socketedge.adapt.bn_stats import BatchStatsRecorder, batch_stats, source_stats
+from socketedge.adapt.bn_stats import (BatchStatsRecorder, batch_stats, feature_map_layers, reestimate_running_stats,
+                                      running_stats_frozen, set_adapt_mode, source_stats)
 from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
@@ -36,6 +37,8 @@ RESUME_FILE = "resume.pt"
 # at the next step boundary, and ranks agree on that step before stopping (DistContext.any).
 STOP_MESSAGE = "[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]"
 TERMS = ("loss", "ent", "div", "pl", "ti", "bn")
+BALANCE_LIMIT = 10.0  # a λ-weighted term whose encoder gradient exceeds this × that of ent − div gets a warning
+LAMBDA_OPTION = {"pl": "--lambda-pl", "ti": "--lambda-ti", "bn": "--lambda-d"}
 
 
 class AdaptInterrupted(SocketEdgeError):
@@ -79,6 +82,7 @@ class Adapter:
         self.cfg = cfg.effective()
         self.on_step = on_step
         self.last_terms: dict[str, float] = {}  # the global values of the last step's terms
+        self.grad_balance: dict | None = None  # encoder gradient norm of each term at the first step
         # Under torchrun: join the process group (data-parallel run, see adapt/distributed.py); else a no-op.
         self.dist, self.device = distributed.setup(resolve_device(self.cfg.device))
         self._comm_device = self.device if self.dist.backend == "nccl" else None  # NCCL gathers device tensors
@@ -114,6 +118,15 @@ class Adapter:
             m.classifier.requires_grad_(False)  # g_k stays the source's: only f_k and ζ adapt
         self.src_stats = ([source_stats(m.encoder, str(p)) for m, p in zip(self.members, cfg.sources)]
                           if cfg.lambda_d > 0 else None)
+        # The layers the BN term counts: every BatchNorm (paper form) or the feature-map ones (scaled form).
+        self.bn_layers: list[list[int]] = []
+        if self.src_stats is not None:
+            for m, p, (means, _) in zip(self.members, cfg.sources, self.src_stats):
+                layers = feature_map_layers(m.encoder) if cfg.term_scale == "scaled" else list(range(len(means)))
+                if not layers:
+                    raise ModelError(f"{p} has no BatchNorm layer over feature maps (only BatchNorm1d), so the "
+                                     "scaled BN term has nothing to match; use --lambda-d 0 or --term-scale paper")
+                self.bn_layers.append(layers)
 
         self.size = max(p.input_size for p in preps)
         self.load = round(self.size * TRAIN_RESIZE_RATIO)
@@ -209,6 +222,8 @@ class Adapter:
             n, part = len(self.ti_rgb), self.dist.rows(len(self.ti_rgb))
             psi = _features_and_probs(self.frozen, self.ti_rgb.raw[part], self.device, preprocess=self.rgb_pre)[0]
             self.psi = [self.dist.gather_rows(f, n, device=self._comm_device).to(self.device) for f in psi]
+            # the scaled TI term's unit: how far apart the source's own TI features lie
+            self.psi_spread = [losses.psi_spread(p) for p in self.psi]
 
     def _ti_pairs(self, root: Path):
         pairs = paired_folder(root, "rgb", self.modality)
@@ -259,10 +274,18 @@ class Adapter:
             terms["pl"] = losses.pseudo_label_ce(probs, pseudo.to(self.device), mean)
             loss = loss + cfg.lambda_pl * terms["pl"]
         if recorders:
-            src_mean = [s[0] for s in self.src_stats]
-            src_var = [s[1] for s in self.src_stats]
             tgt_mean, tgt_var = batch_stats(recorders, self.dist.moments if self.dist.active else None)
-            terms["bn"] = losses.bn_stat_distance(src_mean, src_var, tgt_mean, tgt_var, zeta)
+            pick = lambda per_source: [[layers[i] for i in idx]  # noqa: E731
+                                       for layers, idx in zip(per_source, self.bn_layers)]
+            src_mean, src_var = pick([s[0] for s in self.src_stats]), pick([s[1] for s in self.src_stats])
+            if cfg.term_scale == "scaled":
+                # running_var is PyTorch's unbiased estimate: compare it with the unbiased batch variance
+                world = self.dist.world if self.dist.active else 1
+                counts = pick([[max(c * world, 2) for c in r.counts] for r in recorders])
+                tgt_var = [[v * (c / (c - 1)) for v, c in zip(vs, cs)] for vs, cs in zip(pick(tgt_var), counts)]
+                terms["bn"] = losses.bn_stat_distance_scaled(src_mean, src_var, pick(tgt_mean), tgt_var, zeta)
+            else:
+                terms["bn"] = losses.bn_stat_distance(src_mean, src_var, pick(tgt_mean), pick(tgt_var), zeta)
             loss = loss + cfg.lambda_d * terms["bn"]
         terms["loss"] = loss
         return terms
@@ -271,9 +294,56 @@ class Adapter:
         """TI term of a global batch of pair indices (each rank encodes its slice of it)."""
         idx = self.dist.shard(idx)
         raw = self.ti_tgt.raw[idx].to(self.device)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        # batch statistics as in every train-mode pass, but the running statistics stay the target's
+        with (torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
+              running_stats_frozen([m.encoder for m in self.members])):
             feats = [self.encoders[k](m.preprocess(raw)).float() for k, m in enumerate(self.members)]
-        return losses.ti_distance([p[idx.to(self.device)] for p in self.psi], feats, self.zeta(), self._mean)
+        psi = [p[idx.to(self.device)] for p in self.psi]
+        if self.cfg.term_scale == "scaled":
+            return losses.ti_distance_scaled(psi, feats, self.zeta(), self.psi_spread, self._mean)
+        return losses.ti_distance(psi, feats, self.zeta(), self._mean)
+
+    def _grad_norm(self, value: torch.Tensor) -> float:
+        params = [p for m in self.members for p in m.encoder.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        return float(torch.sqrt(sum((g.float() ** 2).sum() for g in grads if g is not None)))
+
+    def _balance_target(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Encoder gradient norms of ent − div and of each λ-weighted target term (first step only)."""
+        cfg = self.cfg
+        out = {"ent_div": self._grad_norm(terms["ent"] - terms["div"])}
+        if "pl" in terms:
+            out["pl"] = self._grad_norm(cfg.lambda_pl * terms["pl"])
+        if "bn" in terms:
+            out["bn"] = self._grad_norm(cfg.lambda_d * terms["bn"])
+        return out
+
+    def _report_balance(self, norms: dict[str, float]) -> None:
+        base = max(norms["ent_div"], 1e-12)
+        self.grad_balance = {"grad_norm": norms, "ratio_to_ent_div": {k: v / base for k, v in norms.items()
+                                                                      if k != "ent_div"},
+                             "term_scale": self.cfg.term_scale}
+        for term, ratio in self.grad_balance["ratio_to_ent_div"].items():
+            if ratio > BALANCE_LIMIT and self.dist.is_main:
+                name = {"pl": "λ_pl", "ti": "λ_TI", "bn": "λ_d"}[term]
+                console.print(f"[yellow]warning: {name} too large for this network: the {term} term's encoder "
+                              f"gradient is {ratio:.0f}× that of ent−div at the first step; lower "
+                              f"{LAMBDA_OPTION[term]}{' or use --term-scale scaled' if self.cfg.term_scale != 'scaled' else ''}[/]",
+                              highlight=False)
+
+    @torch.no_grad()
+    def recalibrate_bn(self, batch_size: int = 64) -> None:
+        """Running statistics := their plain average over every target image (no augmentation), instead of the
+        exponential average of the last training batches."""
+        raw = self.target.raw
+        chunks = list(torch.arange(len(raw)).split(batch_size))
+        if len(chunks) > 1 and len(chunks[-1]) < self.dist.world:  # every rank needs a row of every batch
+            chunks[-2:] = [torch.cat(chunks[-2:])]
+        # data-parallel: each rank forwards its rows of each batch and BatchNorm combines the global batch, so
+        # the statistics equal the one-process ones
+        for m in self.members:
+            reestimate_running_stats(m.encoder, (m.preprocess(raw[self.dist.shard(idx)].to(self.device))
+                                                 for idx in chunks))
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, step: int, pseudo, running, history, gap_before) -> dict:
@@ -281,7 +351,8 @@ class Adapter:
                 "members": [m.model.state_dict() for m in self.members],
                 "zeta_logits": self.zeta_logits.detach().cpu(), "optimizer": self.optimizer.state_dict(),
                 "pseudo": pseudo, "running": running, "history": json.dumps(history),
-                "gap_before": json.dumps(gap_before), "config": self.cfg.model_dump_json()}
+                "gap_before": json.dumps(gap_before), "config": self.cfg.model_dump_json(),
+                "grad_balance": json.dumps(self.grad_balance)}
 
     def save_checkpoint(self, *args) -> Path:
         out = Path(self.cfg.out)
@@ -303,8 +374,9 @@ class Adapter:
                 raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}") from None
         state = self.dist.broadcast_object(state)  # rank 0's copy: other nodes need not see --out
         saved = AdaptConfig.model_validate_json(state["config"])
-        changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl", "epochs",
-                               "batch_size", "lr", "seed") if getattr(saved, k) != getattr(self.cfg, k)]
+        changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl",
+                               "term_scale", "epochs", "batch_size", "lr", "seed")
+                   if getattr(saved, k) != getattr(self.cfg, k)]
         if changed:
             raise ConfigError(f"--resume with different settings than the interrupted run: {', '.join(changed)}")
         for m, sd in zip(self.members, state["members"]):
@@ -312,6 +384,7 @@ class Adapter:
         with torch.no_grad():
             self.zeta_logits.copy_(state["zeta_logits"].to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
+        self.grad_balance = json.loads(state.get("grad_balance", "null"))
         return state
 
     # ------------------------------------------------------------------ diagnostics and metrics
@@ -375,6 +448,7 @@ class Adapter:
                                         len(self.ti_tgt) >= cfg.batch_size) if self.psi else [])
                     for m in self.members:
                         m.train()
+                        set_adapt_mode(m.encoder)  # dropout / stochastic depth off, BatchNorm on batch statistics
                     for step in range(start_step, self.steps_per_epoch):
                         g = torch.Generator().manual_seed(_step_seed(cfg.seed, epoch, step, 2))
                         torch.manual_seed(_step_seed(cfg.seed, epoch, step, 3))  # dropout, if a model has any
@@ -386,13 +460,22 @@ class Adapter:
                         raw = apply_crop(self.target.raw[idx], rows, cols).to(self.device, non_blocking=True)
                         set_lr(self.optimizer, (epoch * self.steps_per_epoch + step) / self.total_steps)
                         self.optimizer.zero_grad(set_to_none=True)
+                        # gradient balance of the terms at the very first step (one process: autograd.grad
+                        # beside DDP's reducer is not worth the risk; a 1-process run of the same set-up shows it)
+                        balance = (self.grad_balance is None and epoch == 0 and step == 0
+                                   and not self.dist.active)
                         with self._no_sync(skip=bool(self.psi)):  # DDP reduces once, after the TI backward
                             terms = self.target_terms(raw, pseudo[idx] if pseudo is not None else None)
+                            norms = self._balance_target(terms) if balance else {}
                             terms["loss"].backward()  # target terms first, TI separately: lower peak memory
                         if self.psi:
                             terms["ti"] = self.ti_term(ti_order[step % len(ti_order)])
+                            if balance:
+                                norms["ti"] = self._grad_norm(cfg.lambda_ti * terms["ti"])
                             (cfg.lambda_ti * terms["ti"]).backward()
                             terms["loss"] = terms["loss"].detach() + cfg.lambda_ti * terms["ti"].detach()
+                        if balance:
+                            self._report_balance(norms)
                         self.dist.average_grad_([self.zeta_logits])  # ζ is outside DDP: same mean gradient
                         self.optimizer.step()
                         values = {k: float(v.detach()) for k, v in terms.items()}
@@ -408,6 +491,8 @@ class Adapter:
                         if self.dist.any(stop.requested, self._comm_device):  # all ranks stop after one step
                             raise KeyboardInterrupt
                     # end of epoch: metrics, then a checkpoint so a crash loses at most one epoch
+                    if epoch == cfg.epochs - 1 and cfg.recalibrate_bn:
+                        self.recalibrate_bn()
                     record = self._epoch_record(epoch, running)
                     history.append(record)
                     if main:
@@ -455,6 +540,8 @@ class Adapter:
         ensemble = Ensemble([m.cpu() for m in self.members], self.zeta().detach().cpu())
         ensemble.to(self.device)
         metrics: dict = {"method": cfg.method, "history": history, "zeta": ensemble.zeta.tolist()}
+        if self.grad_balance is not None:
+            metrics["grad_balance"] = self.grad_balance
         gap_after = self.gap(adapted=True)
         if gap_before is not None and gap_after is not None:
             metrics["gap"] = {"before": gap_before, "after": gap_after}
@@ -471,7 +558,7 @@ class Adapter:
         write_json_atomic(out / "metrics.json", metrics)
         from socketedge.adapt.plots import plot_gap, plot_history
 
-        plot_history(history, out / "metrics.png", cfg.method)
+        plot_history(history, out / "metrics.png", cfg.method, self.grad_balance)
         if "gap" in metrics:
             plot_gap(metrics["gap"], out / "gap.png")
         (out / RESUME_FILE).unlink(missing_ok=True)

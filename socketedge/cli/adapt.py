@@ -21,6 +21,11 @@ def register(app: typer.Typer) -> None:
         lambda_ti: float = typer.Option(0.3, help="Weight of the TI feature-distance term."),
         lambda_d: float = typer.Option(0.3, help="Weight of the BatchNorm-statistics term."),
         lambda_pl: float = typer.Option(0.3, help="Weight of the pseudo-label term."),
+        term_scale: str = typer.Option("scaled", help="scaled: dimensionless TI/BN terms, one λ for any backbone; "
+                                       "paper: the raw forms as printed (their size depends on the network)."),
+        recalibrate_bn: bool = typer.Option(True, "--recalibrate-bn/--no-recalibrate-bn",
+                                            help="After the last epoch, set BatchNorm running statistics to "
+                                            "their average over all target images."),
         epochs: int = typer.Option(15, min=1),
         batch_size: int = typer.Option(32, min=2),
         lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1×."),
@@ -53,7 +58,8 @@ def register(app: typer.Typer) -> None:
         from socketedge.utils.progress import console
 
         cfg = AdaptConfig(sources=source, target=target, out=out, ti=ti, method=method, lambda_ti=lambda_ti,
-                          lambda_d=lambda_d, lambda_pl=lambda_pl, epochs=epochs, batch_size=batch_size, lr=lr,
+                          lambda_d=lambda_d, lambda_pl=lambda_pl, term_scale=term_scale,
+                          recalibrate_bn=recalibrate_bn, epochs=epochs, batch_size=batch_size, lr=lr,
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
                           depth_scale=depth_scale, depth_range=_range(depth_range), ti_holdout=ti_holdout,
                           gap_pairs=gap_pairs)

@@ -111,3 +111,88 @@ def test_gradients():
     x = torch.tensor([[0.2, 0.0]], requires_grad=True)
     losses.entropy(x.softmax(1)).backward()
     assert x.grad[0, 0] < 0 < x.grad[0, 1]
+
+
+# ---------------------------------------------------------------------------------------- the scale-free forms
+def test_scaled_ti_is_zero_when_matched_about_two_for_unrelated_and_scale_free():
+    g = torch.Generator().manual_seed(0)
+    psi = torch.randn(4000, 8, generator=g)
+    other = torch.randn(4000, 8, generator=g)  # unrelated, equally spread
+    spread = [losses.psi_spread(psi)]
+    one = torch.tensor([1.0])
+    assert float(losses.ti_distance_scaled([psi], [psi], one, spread)) == 0
+    assert float(losses.ti_distance_scaled([psi], [other], one, spread)) == pytest.approx(2.0, rel=0.05)
+    # the same features in other units give the same value: ζ cannot favour the network with smaller features
+    big = [losses.psi_spread(psi * 1000)]
+    assert float(losses.ti_distance_scaled([psi * 1000], [other * 1000], one, big)) == pytest.approx(
+        float(losses.ti_distance_scaled([psi], [other], one, spread)), rel=1e-6)
+
+
+def test_scaled_ti_weights_k_zeta_squared():
+    psi = [torch.zeros(2, 3), torch.zeros(2, 3)]
+    feats = [torch.ones(2, 3), torch.zeros(2, 3)]
+    spread = [torch.tensor(3.0), torch.tensor(3.0)]  # source 0: ‖1‖² / 3 = 1 per pair; source 1 matches
+    zeta = torch.tensor([0.25, 0.75])
+    assert float(losses.ti_distance_scaled(psi, feats, zeta, spread)) == pytest.approx(2 * 0.25**2 * 1.0)
+
+
+def test_psi_spread_is_floored_for_constant_features():
+    psi = torch.ones(10, 4) * 2  # no spread at all: floor = 1e-2 × mean ‖ψ‖² = 1e-2 × 16
+    assert float(losses.psi_spread(psi)) == pytest.approx(losses.SPREAD_FLOOR * 16)
+
+
+def test_scaled_bn_zero_when_matched_and_one_per_std_of_shift_per_layer():
+    src_m = [[torch.zeros(4), torch.zeros(6)]]
+    src_v = [[torch.full((4,), 4.0), torch.full((6,), 0.25)]]
+    one = torch.tensor([1.0])
+    assert float(losses.bn_stat_distance_scaled(src_m, src_v, src_m, src_v, one)) == pytest.approx(0, abs=1e-5)
+    # every channel of both layers shifted by one source standard deviation (2 and 0.5), variances equal
+    tgt_m = [[torch.full((4,), 2.0), torch.full((6,), 0.5)]]
+    value = float(losses.bn_stat_distance_scaled(src_m, src_v, tgt_m, src_v, one))
+    floor = 1 + losses.VAR_FLOOR  # the floor is added to the source variance
+    assert value == pytest.approx(2 / floor**0.5, rel=1e-4)
+    # a variance ratio of e² in every channel of one layer: ½ log e² = 1
+    tgt_v = [[src_v[0][0] * math.e**2, src_v[0][1]]]
+    shift_free = float(losses.bn_stat_distance_scaled(src_m, src_v, src_m, tgt_v, one, var_floor=0.0))
+    assert shift_free == pytest.approx(1.0, rel=1e-4)
+
+
+def test_scaled_bn_is_unit_free_and_survives_dead_channels():
+    g = torch.Generator().manual_seed(1)
+    sm, sv = [[torch.randn(8, generator=g)]], [[torch.rand(8, generator=g) + 0.1]]
+    tm, tv = [[torch.randn(8, generator=g)]], [[torch.rand(8, generator=g) + 0.1]]
+    z = torch.tensor([1.0])
+    a = losses.bn_stat_distance_scaled(sm, sv, tm, tv, z)
+    s = 37.0  # the same activations in other units
+    b = losses.bn_stat_distance_scaled([[sm[0][0] * s]], [[sv[0][0] * s * s]], [[tm[0][0] * s]],
+                                       [[tv[0][0] * s * s]], z)
+    assert float(a) == pytest.approx(float(b), rel=1e-4)
+    dead = [[torch.cat([sv[0][0], torch.zeros(1)])]]  # a channel the source never activates
+    value = losses.bn_stat_distance_scaled([[torch.cat([sm[0][0], torch.zeros(1)])]], dead,
+                                           [[torch.cat([tm[0][0], torch.ones(1)])]],
+                                           [[torch.cat([tv[0][0], torch.ones(1)])]], z)
+    assert torch.isfinite(value) and float(value) < 100
+
+
+def test_scaled_bn_weights_each_source_by_zeta():
+    src_m = [[torch.zeros(4)], [torch.zeros(2), torch.zeros(2)]]
+    src_v = [[torch.ones(4)], [torch.ones(2), torch.ones(2)]]
+    tgt_m = [[torch.ones(4)], [torch.zeros(2), torch.zeros(2)]]
+    zeta = torch.tensor([0.25, 0.75])
+    value = float(losses.bn_stat_distance_scaled(src_m, src_v, tgt_m, src_v, zeta, var_floor=0.0))
+    assert value == pytest.approx(0.25 * 1.0, rel=1e-4)
+
+
+def test_scaled_gradients():
+    psi = [torch.randn(3, 4)]
+    f = torch.randn(3, 4, requires_grad=True)
+    z = torch.tensor([0.2, 0.8], requires_grad=True)
+    spread = [torch.tensor(2.0), torch.tensor(2.0)]
+    assert torch.autograd.gradcheck(lambda f, z: losses.ti_distance_scaled(psi * 2, [f, f], z, spread), (f, z))
+    sm, sv = _stats(2, [3, 4], 2), _stats(2, [3, 4], 3)
+    tm = [[t.clone().requires_grad_() for t in layer] for layer in _stats(2, [3, 4], 4)]
+    tv = [[(t.clone() + 0.1).requires_grad_() for t in layer] for layer in _stats(2, [3, 4], 5)]
+    flat = [t for layer in tm for t in layer] + [t for layer in tv for t in layer]
+    assert torch.autograd.gradcheck(
+        lambda *a: losses.bn_stat_distance_scaled(sm, sv, [list(a[0:2]), list(a[2:4])], [list(a[4:6]), list(a[6:8])],
+                                                  torch.tensor([0.4, 0.6])), tuple(flat))

