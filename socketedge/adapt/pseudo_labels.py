@@ -1,6 +1,7 @@
 """Self-supervised pseudo-labels (SHOT / DECISION style), recomputed at the start of every epoch.
 
-Features of all target images (eval mode, no augmentation) are mixed across sources with ζ; class centroids are
+Features of all target images (eval mode, no augmentation) are mixed across sources with ζ (each source's
+features brought to a common mean norm first, see `mix_features`); class centroids are
 the prediction-weighted means of the L2-normalised features; each image takes the nearest centroid by cosine
 distance; then one refinement round with hard assignments.
 """
@@ -11,8 +12,16 @@ import torch
 import torch.nn.functional as F
 
 
-def mix_features(feats: list[torch.Tensor], zeta: torch.Tensor) -> torch.Tensor:
-    """Σ_k ζ_k f_k when every source has the same feature width, else the concatenation of ζ_k f_k."""
+def mix_features(feats: list[torch.Tensor], zeta: torch.Tensor, per_source_scale: bool = False) -> torch.Tensor:
+    """Σ_k ζ_k f_k when every source has the same feature width, else the concatenation of ζ_k f_k.
+
+    ``per_source_scale`` (the pseudo-label pass): with several sources, each source's features are first
+    brought to the same mean norm (the sources' average), so the mixture is not decided by which network
+    happens to have the larger features. One source is left as it is."""
+    if per_source_scale and len(feats) > 1:
+        norms = [f.float().norm(dim=1).mean().clamp_min(1e-12) for f in feats]
+        common = torch.stack(norms).mean()
+        feats = [f * (common / n) for f, n in zip(feats, norms)]
     if all(f.shape == feats[0].shape for f in feats):
         return torch.einsum("k,kbd->bd", zeta, torch.stack(feats))
     return torch.cat([z * f for z, f in zip(zeta, feats)], dim=1)

@@ -75,14 +75,31 @@ class SourceModel(nn.Module):
         return self.classifier(self.encoder(x))
 
     def backbone_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the pretrained trunk (trained at 0.1× the learning rate of the rest)."""
+        """Parameters of the pretrained trunk (trained at 0.1× the learning rate of the rest).
+
+        ``bottleneck``: everything before the bottleneck. ``last_linear`` (an imported classifier, no
+        bottleneck): everything before the encoder's last weight layer — that layer and the normalisation
+        after it play the bottleneck's part (the layer nearest the classifier, reshaped most by adaptation)
+        and get the head rate."""
         if self.meta.split == "bottleneck":
             return list(self.encoder[0].parameters())
-        return list(self.encoder.parameters())
+        head = {id(p) for p in _top_layer_parameters(self.encoder)}
+        return [p for p in self.encoder.parameters() if id(p) not in head]
 
     def head_parameters(self) -> list[nn.Parameter]:
         trunk = {id(p) for p in self.backbone_parameters()}
         return [p for p in self.encoder.parameters() if id(p) not in trunk]
+
+
+_WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+
+
+def _top_layer_parameters(encoder: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the encoder's last weight layer (Linear / Conv, in module order) and of every module
+    registered after it (its BatchNorm, say)."""
+    leaves = [m for m in encoder.modules() if not list(m.children()) and list(m.parameters(recurse=False))]
+    last = max((i for i, m in enumerate(leaves) if isinstance(m, _WEIGHT_LAYERS)), default=len(leaves))
+    return [p for m in leaves[last:] for p in m.parameters(recurse=False)]
 
 
 def build_source_model(meta: ModelMeta, pretrained: bool = False) -> SourceModel:

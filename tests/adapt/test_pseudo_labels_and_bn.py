@@ -59,3 +59,14 @@ def test_model_without_batchnorm_is_a_clear_error():
         assert "nobn.ckpt has no BatchNorm layer" in str(e) and "--lambda-d 0" in str(e)
     else:
         raise AssertionError("expected ModelError")
+
+
+def test_pseudo_label_mix_brings_sources_to_one_scale():
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    b = torch.tensor([[0.0, 1.0], [1.0, 0.0]]) * 1000  # the same information at 1000× the norm
+    zeta = torch.tensor([0.5, 0.5])
+    raw = mix_features([a, b], zeta)
+    fair = mix_features([a, b], zeta, per_source_scale=True)
+    assert raw[0, 1] / raw[0, 0] > 100  # without it the larger network decides
+    assert torch.allclose(fair[0, 0], fair[0, 1])
+    assert torch.equal(mix_features([a], torch.tensor([1.0]), per_source_scale=True), a)  # one source: as is
