@@ -1,4 +1,8 @@
-"""`eval`: accuracy, per-class accuracy, confusion matrix (PNG) and a metrics JSON for one model or an ensemble."""
+"""`eval`: accuracy, per-class accuracy, confusion matrix (PNG) and a metrics JSON for one model or an ensemble.
+
+Frames are read at their native resolution and resized by the model's own preprocessing, exactly as the
+exported graph does under `socketedge run --source folder://DIR`: `eval`, the accuracy `adapt` reports and the
+exported model agree frame for frame."""
 
 from __future__ import annotations
 
@@ -7,12 +11,11 @@ from pathlib import Path
 
 import torch
 
-from socketedge.data.cache import decode_set
 from socketedge.data.folders import labeled_folder, resolve_modality
 from socketedge.errors import ConfigError, DataError
 from socketedge.models.ensemble import Ensemble
 from socketedge.models.loading import load_ensemble
-from socketedge.models.train import predict
+from socketedge.models.predict import accuracy, predict
 from socketedge.utils.device import resolve_device
 
 
@@ -41,7 +44,7 @@ def metrics_from_predictions(probs: torch.Tensor, labels: torch.Tensor, class_na
         if total:
             per_class[name] = 100.0 * int(confusion[i, i]) / total
     return {
-        "accuracy": 100.0 * int((pred == labels).sum()) / max(labels.numel(), 1),
+        "accuracy": accuracy(pred, labels),
         "mean_class_accuracy": sum(per_class.values()) / max(len(per_class), 1),
         "per_class_accuracy": per_class,
         "confusion": confusion.tolist(),
@@ -81,16 +84,16 @@ def plot_confusion(metrics: dict, path: Path, title: str) -> None:
 def evaluate_ensemble(ensemble: Ensemble, data: Path, modality: str, device: str = "auto",
                       batch_size: int = 64, show_progress: bool = True) -> tuple[dict, list[dict]]:
     images = labeled_folder(data, modality, class_names=ensemble.class_names)
-    size = max(m.preprocess.spec.input_size for m in ensemble.members)
-    frames = decode_set(images, size, f"decoding {modality}", show_progress)
+    labels = torch.tensor([it.label for it in images.items], dtype=torch.long)
     dev = resolve_device(device)
-    probs = predict(ensemble.to(dev), frames.raw, dev, batch_size)
-    metrics = metrics_from_predictions(probs, frames.labels, ensemble.class_names)
+    probs = predict(ensemble.to(dev), images, dev, batch_size, desc=f"evaluating on {modality}",
+                    show_progress=show_progress).probs
+    metrics = metrics_from_predictions(probs, labels, ensemble.class_names)
     metrics["modality"] = modality
     metrics["data"] = str(data)
     conf, pred = probs.max(1)
     rows = [{"key": k, "label": ensemble.class_names[int(t)], "pred": ensemble.class_names[int(p)], "score": float(s)}
-            for k, t, p, s in zip(frames.keys, frames.labels, pred, conf)]
+            for k, t, p, s in zip([it.key for it in images.items], labels, pred, conf)]
     return metrics, rows
 
 

@@ -19,14 +19,15 @@ from socketedge.adapt.bn_stats import (BatchStatsRecorder, batch_stats, feature_
 from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
-from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameTensor, apply_crop, batches, crop_flip_indices,
-                                   decode_set, split_indices)
-from socketedge.data.folders import labeled_folder, paired_folder, target_folder
+from socketedge.data.cache import (TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set,
+                                   split_indices)
+from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import Preprocess, preprocessing_for
 from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
 from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
 from socketedge.models.checkpoint import load_source
 from socketedge.models.ensemble import Ensemble, Member, check_same_classes
+from socketedge.models.predict import accuracy, predict
 from socketedge.models.train import set_lr
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import console, format_terms, make_progress
@@ -57,26 +58,22 @@ def _step_seed(seed: int, epoch: int, step: int, stream: int = 0) -> int:
     return (seed * 1_000_003 + epoch * 10_007 + step * 101 + stream) % (2**63)
 
 
-@torch.no_grad()
-def _features_and_probs(members: list[Member], raw: torch.Tensor, device: torch.device, batch_size: int = 128,
-                        preprocess: list[nn.Module] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _features_and_probs(members: list[Member], frames: torch.Tensor | ImageSet, device: torch.device,
+                        batch_size: int = 128, preprocess: list[nn.Module] | None = None,
+                        ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per-member features (K × (N, D_k)) and per-member probabilities (K, N, C), eval mode, on the CPU."""
-    feats: list[list[torch.Tensor]] = [[] for _ in members]
-    probs: list[list[torch.Tensor]] = [[] for _ in members]
-    for m in members:
-        m.eval()
-    for i in range(0, raw.shape[0], batch_size):
-        x = raw[i:i + batch_size].to(device)
-        for k, m in enumerate(members):
-            pre = preprocess[k] if preprocess is not None else m.preprocess
-            f = m.encoder(pre(x))
-            feats[k].append(f.float().cpu())
-            probs[k].append(m.classifier(f).float().softmax(1).cpu())
-    return [torch.cat(f) for f in feats], torch.stack([torch.cat(p) for p in probs])
+    out = predict(members, frames, device, batch_size, features=True, preprocess=preprocess)
+    return out.features, out.member_probs
 
 
 class Adapter:
     """State of one adaptation run; `run()` executes (or resumes) it."""
+
+    # Evaluation state: the folders read at native resolution (scanned once), and the end-of-epoch target pass
+    # kept for the next epoch's pseudo-labels.
+    _target_images: ImageSet | None = None
+    _labels_images: ImageSet | None = None
+    _next_pass: tuple[list[torch.Tensor], torch.Tensor] | None = None
 
     def __init__(self, cfg: AdaptConfig, on_step: Callable[[int], None] | None = None):
         self.cfg = cfg.effective()
@@ -239,18 +236,33 @@ class Adapter:
         """ζ on the simplex (softmax of free logits), used identically by the output, TI and BN terms."""
         return self.zeta_logits.softmax(0)
 
-    def compute_pseudo_labels(self) -> tuple[torch.Tensor, float | None]:
-        # Each rank encodes its share of the target images; centroids come from the all-gathered features of
-        # all of them, and rank 0's labels are broadcast so every rank trains on exactly the same ones.
+    def _target_pass(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Features and per-member probabilities of every target frame, read at native resolution as `eval`
+        reads them. Each rank encodes its share; the shares are all-gathered, so every rank holds all of them."""
+        if self._target_images is None:
+            images = target_folder(self.cfg.target, self.cfg.modality, self.class_names)
+            if [it.key for it in images.items] != self.target.keys:
+                raise DataError(f"target folder {self.cfg.target} changed while adapting; leave it as it is "
+                                "until the run ends")
+            self._target_images = images
         n = len(self.target)
-        feats, probs = _features_and_probs(self.members, self.target.raw[self.dist.rows(n)], self.device)
+        share = self._target_images.subset(range(n)[self.dist.rows(n)])
+        feats, probs = _features_and_probs(self.members, share, self.device)
         feats = [self.dist.gather_rows(f, n, device=self._comm_device) for f in feats]
-        probs = self.dist.gather_rows(probs, n, dim=1, device=self._comm_device)
+        return feats, self.dist.gather_rows(probs, n, dim=1, device=self._comm_device)
+
+    def compute_pseudo_labels(self) -> tuple[torch.Tensor, float | None]:
+        # The previous epoch's end-of-epoch pass when it made one (same weights, nothing trained since), else
+        # a pass now. Centroids come from the features of all target images, and rank 0's labels are
+        # broadcast so every rank trains on exactly the same ones.
+        feats, probs = self._next_pass or self._target_pass()
+        self._next_pass = None
         zeta = self.zeta().detach().cpu()
-        labels = self.dist.broadcast_object(pseudo_labels(mix_features(feats, zeta), losses.mix(zeta, probs)))
+        mixed = mix_features(feats, zeta, per_source_scale=True)
+        labels = self.dist.broadcast_object(pseudo_labels(mixed, losses.mix(zeta, probs)))
         acc = None
         if self.target.labels is not None:
-            acc = 100.0 * (labels == self.target.labels).float().mean().item()
+            acc = accuracy(labels, self.target.labels)
         return labels, acc
 
     def target_terms(self, raw: torch.Tensor, pseudo: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -400,10 +412,13 @@ class Adapter:
         out["projection"] = {"rgb": pr.tolist(), "target": pt.tolist()}
         return out
 
-    def accuracy_on(self, frames: FrameTensor) -> float:
-        _, probs = _features_and_probs(self.members, frames.raw, self.device)
-        pred = losses.mix(self.zeta().detach().cpu(), probs).argmax(1)
-        return 100.0 * (pred == frames.labels).float().mean().item()
+    def accuracy_on(self, images: ImageSet, probs: torch.Tensor | None = None) -> float:
+        """Accuracy of the current ensemble on labeled ``images`` at native resolution — `eval`'s number for
+        the bundle these weights become. ``probs``: per-member probabilities of ``images`` already computed."""
+        if probs is None:
+            probs = predict(self.members, images, self.device, 128).member_probs
+        labels = torch.tensor([it.label for it in images.items], dtype=torch.long)
+        return accuracy(losses.mix(self.zeta().detach().cpu(), probs).argmax(1), labels)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> AdaptResult:
@@ -520,11 +535,18 @@ class Adapter:
                   "lr": self.optimizer.param_groups[-1]["lr"]}
         if running.get("pl_accuracy") is not None:
             record["pl_accuracy"] = running["pl_accuracy"]
-        if self.target.labels is not None and self.dist.is_main:  # evaluation: rank 0 reports it
-            # full frames at load size; Preprocess resizes them to each model's input
-            record["target_accuracy"] = self.accuracy_on(self.target)
+        # Evaluation as `eval` does it: native-resolution frames through each member's Preprocess. The labeled
+        # target's pass is every rank's (each encodes a share) and the next epoch's pseudo-labels reuse it.
+        if self.target.labels is not None:
+            feats, probs = self._target_pass()
+            if self.cfg.lambda_pl > 0 and epoch + 1 < self.cfg.epochs:
+                self._next_pass = (feats, probs)
+            if self.dist.is_main:  # rank 0 reports
+                record["target_accuracy"] = self.accuracy_on(self._target_images, probs)
         if self.labels_set is not None and self.dist.is_main:
-            record["accuracy"] = self.accuracy_on(self.labels_set)
+            if self._labels_images is None:
+                self._labels_images = labeled_folder(self.cfg.labels, self.modality, self.class_names)
+            record["accuracy"] = self.accuracy_on(self._labels_images)
         return record
 
     def _finish(self, history: list[dict], gap_before: dict | None) -> AdaptResult:

@@ -1,13 +1,15 @@
 """Decode a folder once into an in-memory tensor, then batch and augment with tensor ops (no DataLoader).
 
 Frames stay in raw sensor units (uint8 colour/NIR/thermal, uint16 depth) so the model-side `Preprocess` is
-the single place where units become model input, in training, eval and the exported graph alike.
+the single place where units become model input, in training, eval and the exported graph alike. Training
+decodes at a fixed square size (``decode_set``); evaluation reads frames at their native resolution
+(``native_batches``), as a camera or ``folder://`` source hands them to the exported graph.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -35,9 +37,14 @@ class FrameTensor:
         return self.raw.shape[0]
 
 
-def _decode(path, modality: str, size: int) -> np.ndarray:
+def _workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _decode(path, modality: str, size: int | None) -> np.ndarray:
+    """(H, W, C) raw frame; resized to size×size unless ``size`` is None (native resolution)."""
     img = read_image(path, modality)
-    if img.shape[0] != size or img.shape[1] != size:
+    if size is not None and (img.shape[0] != size or img.shape[1] != size):
         # Nearest keeps depth values real sensor readings (no blending of holes with valid depth).
         interp = cv2.INTER_NEAREST if modality == "depth" else cv2.INTER_AREA
         img = cv2.resize(img, (size, size), interpolation=interp)
@@ -50,7 +57,7 @@ def decode_set(images: ImageSet, size: int, desc: str | None = None, show_progre
     first = _decode(images.items[0].path, images.modality, size)
     out = np.empty((n, *first.shape), dtype=first.dtype)
     out[0] = first
-    workers = max(1, min(8, os.cpu_count() or 1))
+    workers = _workers()
     with make_progress(transient=True, disable=not show_progress or n < 200) as progress:
         task = progress.add_task(desc or f"decoding {images.modality}", total=n, terms="")
         with ThreadPoolExecutor(workers) as pool:  # OpenCV releases the GIL while decoding
@@ -62,6 +69,23 @@ def decode_set(images: ImageSet, size: int, desc: str | None = None, show_progre
     if images.labeled:
         labels = torch.tensor([it.label for it in images.items], dtype=torch.long)
     return FrameTensor(raw, labels, [it.key for it in images.items], images.modality)
+
+
+def native_batches(images: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(positions, raw (B, C, H, W)) batches of ``images`` in order, each frame at its native resolution.
+
+    Only one chunk of ``batch_size`` frames is decoded at a time; frames of different sizes in a chunk come out
+    as one batch per size (positions say where each frame sits in ``images``)."""
+    with ThreadPoolExecutor(_workers()) as pool:  # OpenCV releases the GIL while decoding
+        for start in range(0, len(images.items), batch_size):
+            chunk = images.items[start:start + batch_size]
+            frames = list(pool.map(lambda it: _decode(it.path, images.modality, None), chunk))
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            for i, f in enumerate(frames):
+                by_shape.setdefault(f.shape, []).append(i)
+            for rows in by_shape.values():
+                raw = torch.from_numpy(np.stack([frames[i] for i in rows])).permute(0, 3, 1, 2).contiguous()
+                yield torch.tensor(rows, dtype=torch.long) + start, raw
 
 
 def crop_flip_indices(n: int, size: int, out: int, generator: torch.Generator, flip: bool = True):

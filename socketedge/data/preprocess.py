@@ -85,6 +85,9 @@ class Preprocess(nn.Module):
         x = self.unit(raw)
         size = self.spec.input_size
         if x.shape[-2] != size or x.shape[-1] != size:
+            # No antialias: it exports (ONNX Resize antialias=1) and onnxruntime matches it, but TensorRT's ONNX
+            # parser rejects antialiased Resize, and this resize is the graph's. Evaluation feeds native frames
+            # here too, so every path sees these pixels.
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         if x.shape[1] == 1:  # after the resize: resizing one channel costs a third of resizing three
             x = x.expand(-1, 3, -1, -1)

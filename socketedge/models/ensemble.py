@@ -2,6 +2,8 @@
 
 Every member carries its own preprocessing (input size and RGB statistics differ between architectures); the
 modality settings (depth scale, range) are shared. Member outputs are stacked and mixed with one einsum.
+``member_outputs`` is the one pass of frames through the members: the ensemble's forward, evaluation over a
+folder (socketedge.models.predict) and adaptation's pseudo-labels and reports all go through it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,19 @@ class Member(nn.Module):
         return self.model(self.preprocess(raw))
 
 
+def member_outputs(members, raw: torch.Tensor, preprocess: list[nn.Module] | None = None,
+                   ) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Per-member features K × (B, D_k) and float32 logits (K, B, C) of one batch of raw frames.
+
+    ``preprocess`` replaces each member's own preprocessing (e.g. the RGB side of TI pairs)."""
+    feats, logits = [], []
+    for k, m in enumerate(members):
+        f = m.encoder((preprocess[k] if preprocess is not None else m.preprocess)(raw))
+        feats.append(f)
+        logits.append(m.classifier(f).float())
+    return feats, torch.stack(logits)
+
+
 def check_same_classes(models: list[SourceModel], names: list[str] | None = None) -> list[str]:
     names = names or [str(i) for i in range(len(models))]
     ref = models[0].meta.class_names
@@ -64,7 +79,7 @@ class Ensemble(nn.Module):
 
     def member_probs(self, raw: torch.Tensor) -> torch.Tensor:
         """(K, B, C) per-member class probabilities."""
-        return torch.stack([m(raw).softmax(dim=1) for m in self.members])
+        return member_outputs(self.members, raw)[1].softmax(dim=-1)
 
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         return torch.einsum("k,kbc->bc", self.zeta.to(raw.device), self.member_probs(raw))
