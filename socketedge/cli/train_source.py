@@ -16,25 +16,30 @@ def register(app: typer.Typer) -> None:
         arch: str = typer.Option("resnet50", help="Backbone name (see `socketedge doctor` / README for the list)."),
         out: Path = typer.Option(..., help="Checkpoint to write (safetensors + metadata), e.g. src.ckpt"),
         pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
-        epochs: int = typer.Option(20, min=1),
-        batch_size: int = typer.Option(64, min=2),
+        epochs: int = typer.Option(20, min=1, help="Epochs; a small set gets more, to reach --min-steps."),
+        batch_size: int = typer.Option(64, min=2, help="Largest batch; a small set uses one that gives an epoch "
+                                                        "≥ 4 steps (not below 8)."),
+        min_steps: int = typer.Option(500, min=0, help="Run at least this many SGD steps (0: just --epochs)."),
         lr: float = typer.Option(1e-2, help="Bottleneck/classifier learning rate."),
         backbone_lr_mult: float = typer.Option(None, help="Backbone rate ÷ lr (default 0.1 with --pretrained, else 1)."),
         input_size: int = typer.Option(None, help="Input size in pixels (default: the architecture's)."),
-        val_fraction: float = typer.Option(0.1, help="Share of images held out for choosing the best epoch."),
+        val_fraction: float = typer.Option(0.1, help="Share of images held out for validation."),
+        select: str = typer.Option("auto", help="Weights to keep: auto (best validation epoch if ≥ 100 "
+                                                "validation images, else final) | best | final."),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
     ) -> None:
-        """Train an RGB source model (SHOT/SOCKET source recipe) and keep the best validation checkpoint."""
+        """Train an RGB source model (SHOT/SOCKET source recipe); keep the final or the best validation epoch."""
         from socketedge.models.train import TrainSourceConfig, train_source
         from socketedge.utils.progress import console
 
         cfg = TrainSourceConfig(data=data, out=out, arch=arch, pretrained=pretrained, epochs=epochs,
-                                batch_size=batch_size, lr=lr, backbone_lr_mult=backbone_lr_mult,
-                                input_size=input_size, val_fraction=val_fraction,
-                                seed=seed, device=device)
+                                batch_size=batch_size, min_steps=min_steps, lr=lr,
+                                backbone_lr_mult=backbone_lr_mult, input_size=input_size,
+                                val_fraction=val_fraction, select=select, seed=seed, device=device)
         path, result = train_source(cfg)
-        best = result["best"]
+        s, best, final = result["schedule"], result["best"], result["final"]
         console.print(f"[green]wrote[/] {path}: {len(result['class_names'])} classes, {result['num_train']} train / "
-                      f"{result['num_val']} val images, best val accuracy {best['val_accuracy']:.1f}% "
-                      f"(epoch {best['epoch']})")
+                      f"{result['num_val']} val images; batch {s['batch_size']} × {s['epochs']} epochs = "
+                      f"{s['steps']} steps; kept the {result['kept']} weights (val accuracy final "
+                      f"{final['val_accuracy']:.1f}%, best {best['val_accuracy']:.1f}% at epoch {best['epoch']})")

@@ -1,12 +1,18 @@
 """`train-source`: an RGB source classifier with the SHOT/SOCKET source recipe.
 
 Label-smoothing (0.1) cross-entropy; SGD nesterov momentum 0.9, weight decay 1e-3; learning rate 1e-2 for
-bottleneck + classifier and 1e-3 for a pretrained backbone (1e-2 from scratch) with polynomial decay (1 + 10 p)^-0.75; resize + random crop +
-flip; 90/10 train/validation split; the best validation checkpoint kept as a real copy of the weights.
+bottleneck + classifier and 1e-3 for a pretrained backbone (1e-2 from scratch) with polynomial decay
+(1 + 10 p)^-0.75 over the whole run; resize + random crop + flip; 90/10 train/validation split.
+
+Small sets still get a trained source (see `schedule_for`): the batch shrinks so an epoch has several steps, and
+the epochs grow until the run has at least ``min_steps`` SGD steps. The kept weights are the final ones unless the
+validation split is large enough to rank epochs (see `choose_kept`). A set with ≥ 1600 training images (and so
+≥ 100 validation images) gets exactly the original recipe: batch 64, 20 epochs, best validation epoch kept.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -39,9 +45,48 @@ class TrainSourceConfig(BaseModel):
     label_smoothing: float = 0.1
     input_size: int | None = None
     val_fraction: float = 0.1
+    # At least this many SGD steps in all: a small set gets more epochs (the LR schedule spans the real total).
+    min_steps: int = 500
+    # Which weights to keep: "auto" = the best validation epoch when the validation split has at least
+    # best_min_val images, else the final weights; "best" / "final" force one.
+    select: str = "auto"
+    best_min_val: int = 100
     seed: int = 0
     device: str = "auto"
     show_progress: bool = True
+
+
+SELECT = ("auto", "best", "final")
+# A small set's batch is cut so an epoch has at least STEPS_PER_EPOCH steps, but not below MIN_BATCH (BatchNorm
+# statistics of a handful of images are too noisy to train on).
+STEPS_PER_EPOCH = 4
+MIN_BATCH = 8
+
+
+def schedule_for(n_train: int, batch_size: int, epochs: int, min_steps: int) -> dict:
+    """The batch, epochs and SGD steps actually run on ``n_train`` training images (last partial batch dropped).
+
+    batch = min(batch_size, n_train, max(MIN_BATCH, n_train // STEPS_PER_EPOCH)); epochs = the requested ones,
+    raised until epochs × steps_per_epoch ≥ min_steps. With the defaults (64, 20, 500) a set of ≥ 1600 training
+    images runs the requested recipe unchanged; 97 images run batch 24 × 4 steps × 125 epochs = 500 steps.
+    """
+    batch = max(1, min(batch_size, n_train, max(MIN_BATCH, n_train // STEPS_PER_EPOCH)))
+    steps_per_epoch = max(1, n_train // batch)
+    epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+    return {"batch_size": batch, "epochs": epochs, "steps_per_epoch": steps_per_epoch,
+            "steps": epochs * steps_per_epoch}
+
+
+def choose_kept(select: str, num_val: int, best_min_val: int) -> str:
+    """``"best"`` or ``"final"``: which epoch's weights the checkpoint keeps.
+
+    Ranking epochs by accuracy on a dozen validation images picks noise (one image is 8 points), and the epoch it
+    picks is often an early, undertrained one; the poly schedule ends at 1/6 of the starting rate, so the final
+    weights are a settled model. "auto" ranks epochs only when the validation split has ≥ ``best_min_val`` images.
+    """
+    if select == "auto":
+        return "best" if num_val >= best_min_val else "final"
+    return select
 
 
 def poly_lr(base: float, progress: float, gamma: float = 10.0, power: float = 0.75) -> float:
@@ -80,6 +125,8 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
         raise DataError(f"{cfg.data} has {n} images; train-source needs at least a few per class")
     if not 0 < cfg.val_fraction < 1:
         raise ConfigError("--val-fraction must be between 0 and 1")
+    if cfg.select not in SELECT:
+        raise ConfigError(f"unknown --select {cfg.select!r}; expected one of {', '.join(SELECT)}")
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = new_source_model(cfg.arch, images.class_names, pretrained=cfg.pretrained, input_size=cfg.input_size,
@@ -99,20 +146,21 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     mult = cfg.backbone_lr_mult if cfg.backbone_lr_mult is not None else (0.1 if cfg.pretrained else 1.0)
     optimizer = sgd_for(model, cfg.lr, mult, cfg.weight_decay, cfg.momentum)
     gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(batches(len(train), cfg.batch_size, drop_last=True))
-    total = max(1, cfg.epochs * steps_per_epoch)
+    schedule = schedule_for(len(train), cfg.batch_size, cfg.epochs, cfg.min_steps)
+    batch_size, total = schedule["batch_size"], schedule["steps"]
+    kept = choose_kept(cfg.select, len(val), cfg.best_min_val)
     use_amp = device.type == "cuda"
-    best = {"val_accuracy": -1.0, "epoch": -1}
+    best = {"val_accuracy": -1.0, "val_loss": math.inf, "epoch": -1}
     best_state: dict[str, torch.Tensor] | None = None
     history = []
     step = 0
     with make_progress(disable=not cfg.show_progress) as progress:
         task = progress.add_task("train-source", total=total, terms="")
-        for epoch in range(cfg.epochs):
+        for epoch in range(schedule["epochs"]):
             model.train()
             correct = seen = 0
             loss_sum = 0.0
-            for idx in batches(len(train), cfg.batch_size, gen, drop_last=True):
+            for idx in batches(len(train), batch_size, gen, drop_last=True):
                 rows, cols = crop_flip_indices(len(idx), load, size, gen)
                 x = preprocess(apply_crop(train.raw[idx], rows, cols).to(device, non_blocking=True))
                 y = train.labels[idx].to(device)
@@ -128,21 +176,24 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
                 correct += (logits.argmax(1) == y).sum().item()
                 seen += len(idx)
                 progress.update(task, advance=1, terms=format_terms({"epoch": epoch + 1, "loss": loss.item()}))
-            val_pred = predict(torch.nn.Sequential(preprocess, model), val.raw, device).argmax(1)
-            val_acc = 100.0 * (val_pred == val.labels).float().mean().item()
-            record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_accuracy": 100.0 * correct / max(seen, 1),
-                      "val_accuracy": val_acc}
+            val_logits = predict(torch.nn.Sequential(preprocess, model), val.raw, device)
+            val_acc = 100.0 * (val_logits.argmax(1) == val.labels).float().mean().item()
+            val_loss = F.cross_entropy(val_logits, val.labels).item()
+            record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
+                      "train_accuracy": 100.0 * correct / max(seen, 1), "val_accuracy": val_acc, "val_loss": val_loss}
             history.append(record)
             progress.update(task, terms=format_terms({"epoch": epoch + 1, "loss": record["loss"], "val_acc": val_acc}))
-            if val_acc > best["val_accuracy"]:
-                best = {"val_accuracy": val_acc, "epoch": epoch + 1}
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if val_acc > best["val_accuracy"]:  # the first epoch to reach the top accuracy, as the recipe has it
+                best = {"val_accuracy": val_acc, "val_loss": val_loss, "epoch": epoch + 1}
+                if kept == "best":
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     if best_state is not None:
         model.load_state_dict(best_state)
+    final = {k: history[-1][k] for k in ("val_accuracy", "val_loss", "epoch")}
+    metrics = {"kept": kept, "best": best, "final": final, "schedule": schedule, "history": history}
     model.meta = model.meta.model_copy(update={
-        "train_config": cfg.model_dump(mode="json", exclude={"show_progress"}) | {"num_train": len(train),
-                                                                                    "num_val": len(val)},
-        "metrics": {"best": best, "history": history}})
+        "train_config": cfg.model_dump(mode="json", exclude={"show_progress"}) | {
+            "num_train": len(train), "num_val": len(val), "effective": schedule, "kept": kept},
+        "metrics": metrics})
     path = save_source(model.cpu(), cfg.out)
-    return path, {"best": best, "history": history, "num_train": len(train), "num_val": len(val),
-                  "class_names": images.class_names}
+    return path, metrics | {"num_train": len(train), "num_val": len(val), "class_names": images.class_names}
