@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from socketedge.data.folders import ImageSet
 from socketedge.data.imageio import read_image
+from socketedge.data.preprocess import resize
 from socketedge.utils.progress import make_progress
 
 TRAIN_RESIZE_RATIO = 256 / 224  # resize-then-random-crop, as in the SHOT/SOCKET recipes
@@ -44,11 +44,14 @@ def _workers() -> int:
 def _decode(path, modality: str, size: int | None) -> np.ndarray:
     """(H, W, C) raw frame; resized to size×size unless ``size`` is None (native resolution)."""
     img = read_image(path, modality)
-    if size is not None and (img.shape[0] != size or img.shape[1] != size):
-        # Nearest keeps depth values real sensor readings (no blending of holes with valid depth).
-        interp = cv2.INTER_NEAREST if modality == "depth" else cv2.INTER_AREA
-        img = cv2.resize(img, (size, size), interpolation=interp)
-    return img if img.ndim == 3 else img[..., None]
+    img = img if img.ndim == 3 else img[..., None]
+    if size is not None:
+        # the graph's resize (data.preprocess.resize, applied at every size, as in the graph), in sensor units,
+        # rounded back to the raw dtype: training frames look like what the deployed model is fed
+        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
+        x = resize(x, size)[0].permute(1, 2, 0).round_()
+        img = x.clamp_(0, np.iinfo(img.dtype).max).numpy().astype(img.dtype)
+    return img
 
 
 def decode_set(images: ImageSet, size: int, desc: str | None = None, show_progress: bool = True) -> FrameTensor:

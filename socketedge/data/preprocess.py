@@ -64,6 +64,23 @@ def preprocessing_for(model_meta, modality: str, depth_scale: float | None = Non
         raise ConfigError("invalid preprocessing: " + "; ".join(err["msg"] for err in e.errors())) from None
 
 
+AREA_FACTOR = 4
+
+
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, C, H, W) float → (B, C, size, size), approximately area-averaged: bilinear to AREA_FACTOR × size,
+    then the mean of each AREA_FACTOR × AREA_FACTOR block.
+
+    The graph's resize, and (through `data.cache`) the one training frames are decoded with, so training,
+    evaluation and deployment see the same pixels. A plain bilinear resize point-samples a 640×480 frame
+    shrunk 6× (an RGB source trained on area-resized images lost 25 points on its own training frames fed that
+    way); torch's antialias=True exports but TensorRT's parser rejects antialiased Resize. Bilinear + average
+    pooling with static factors exports with dynamic H/W and runs everywhere."""
+    f = AREA_FACTOR
+    x = F.interpolate(x, size=(f * size, f * size), mode="bilinear", align_corners=False)
+    return F.avg_pool2d(x, f)
+
+
 class Preprocess(nn.Module):
     """(B, C, H, W) raw frames of any numeric dtype → (B, 3, S, S) normalised float model input."""
 
@@ -84,11 +101,7 @@ class Preprocess(nn.Module):
     def forward(self, raw: torch.Tensor) -> torch.Tensor:
         x = self.unit(raw)
         size = self.spec.input_size
-        if x.shape[-2] != size or x.shape[-1] != size:
-            # No antialias: it exports (ONNX Resize antialias=1) and onnxruntime matches it, but TensorRT's ONNX
-            # parser rejects antialiased Resize, and this resize is the graph's. Evaluation feeds native frames
-            # here too, so every path sees these pixels.
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+        x = resize(x, size)  # always, even at the input size: the exported graph cannot branch on a dynamic shape
         if x.shape[1] == 1:  # after the resize: resizing one channel costs a third of resizing three
             x = x.expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std

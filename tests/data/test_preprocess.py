@@ -53,3 +53,28 @@ def test_paired_crop_indices_keep_alignment():
         window = a[i, 0, r0:r0 + 6]
         assert any(torch.equal(ca[i, 0], window[:, c:c + 6]) or torch.equal(ca[i, 0], window[:, c:c + 6].flip(1))
                    for c in range(5))
+
+
+def test_training_decode_resizes_as_the_graph_does(tmp_path):
+    """decode_set's resize is the graph's (up to rounding to the raw dtype), and it averages rather than
+    point-samples a large downscale."""
+    import numpy as np
+
+    from socketedge.data.cache import decode_set
+    from socketedge.data.folders import labeled_folder
+    from socketedge.data.imageio import write_image
+    from socketedge.data.preprocess import Preprocess, Preprocessing, resize
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)  # fine detail: aliasing would show
+    write_image(tmp_path / "a" / "x.png", frame)
+    write_image(tmp_path / "b" / "y.png", frame[::-1].copy())
+    decoded = decode_set(labeled_folder(tmp_path, "rgb"), 16, None, False).raw
+    native = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+    graph = resize(native, 16)
+    assert (decoded[:1].float() - graph).abs().max() <= 0.5 + 1e-4
+    spec = Preprocessing(modality="rgb", input_size=16, mean=(0, 0, 0), std=(1, 1, 1))
+    fed = Preprocess(spec)(native)
+    assert torch.allclose(fed, graph / 255, atol=1e-6)
+    # uniform noise averaged over ~7×7 pixels per output: far smoother than point sampling would leave it
+    assert float(graph.std()) < 0.35 * float(native.std())
