@@ -38,7 +38,7 @@ class DemoConfig(BaseModel):
         """
         if self.quick:
             return dict(arch="tiny_cnn_wide", pretrained=False, size=48, per_class=40, target_per_class=20,
-                        ti_per_class=20, eval_per_class=16, source_epochs=8, adapt_epochs=3,
+                        ti_per_class=20, eval_per_class=16, source_epochs=8, min_steps=0, adapt_epochs=3,
                         frames=self.frames or 100)
         return dict(arch="efficientnet_lite0", pretrained=True, size=64, per_class=150, target_per_class=60,
                     ti_per_class=60, eval_per_class=50, source_epochs=6, adapt_epochs=5, frames=self.frames or 300)
@@ -100,14 +100,16 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
                        seed=cfg.seed, overwrite=True)
             _stamp(data, key)
 
-    src_key = key | {"epochs": s["source_epochs"], "pretrained": s["pretrained"]}
+    src_key = key | {"epochs": s["source_epochs"], "pretrained": s["pretrained"], "min_steps": s.get("min_steps")}
     with _step("2. train the RGB source model", result):
         if _stamp_ok(src, src_key):
             console.print(f"reusing {src}")
         else:
             train_source(TrainSourceConfig(data=data / "source", out=src, arch=s["arch"], pretrained=s["pretrained"],
                                            input_size=s["size"], epochs=s["source_epochs"], batch_size=32,
-                                           seed=cfg.seed, device=cfg.device))
+                                           seed=cfg.seed, device=cfg.device,
+                                           # --quick is a pipeline check: its source keeps its few epochs
+                                           **({"min_steps": s["min_steps"]} if "min_steps" in s else {})))
             _stamp(src, src_key)
 
     def ev(model: Path, modality: str, name: str) -> float:
