@@ -1,9 +1,17 @@
 """RGB → depth on real labeled Kinect v1 frames (NTU-Microsoft Kinect hand gestures): unadapted, SHOT, SOCKET.
 
     python benchmarks/real_rgbd.py [--root ../shared/data/ntu_kinect_gesture] [--work /tmp/socketedge-real-rgbd]
-        [--archs efficientnet_lite0,resnet18] [--seeds 0,1,2] [--size 112] [--source-epochs 15]
-        [--adapt-epochs 10] [--ti-per-class 100] [--depth-range 0.5,3.0] [--table8] [--table9] [--fresh]
+        [--archs efficientnet_lite0,resnet18] [--seeds 0,1,2] [--split takes|subjects] [--size 80]
+        [--source-epochs 10] [--adapt-epochs 5] [--ti-per-class 100] [--depth-range 0.5,3.0] [--table8] [--table9]
+        [--fresh]
     python benchmarks/real_rgbd.py --quick          # tiny end-to-end check (1 seed, 1 arch, 64 px, 2+1 epochs)
+
+Cost on 2 CPU cores, measured while other jobs shared them (load average 3–6; this job got ~0.7 core), so upper
+bounds: one efficientnet_lite0 seed at 80 px took 11.6 min (source 394 s, unadapted 8 s, SHOT 137 s, SOCKET
+153 s); at 96 px 23.5 min for efficientnet_lite0 (378 / 15 / 356 / 654 s) and 16.4 min for resnet18 (333 / 11 /
+268 / 375 s). The default run (2 backbones × 3 seeds at 80 px) is estimated at about 35 min on two idle cores.
+``--table8`` adds 4 adaptation cells per seed and ``--table9`` 7 (the λ = 0 and 0.3 rows, the 100-pair row and
+two Table 8 rows are cells of the main table).
 
 Data: 1000 frames (640×480 colour JPEG + 16-bit depth PNG in mm), 10 gestures G1–G10 × 10 subjects P1–P10 ×
 10 takes; colour and depth are not registered (raw Kinect v1).
@@ -19,12 +27,14 @@ Protocol:
    clamped inside the frame, and cut from both frames. Crops are written once into WORK/crops (colour JPEG q95,
    depth 16-bit PNG in unchanged millimetres) with WORK/crops/contact_sheet.png to check them by eye.
 2. Split per seed: the 10 gestures are shuffled (random.Random(seed)) into 5 task and 5 task-irrelevant (TI)
-   classes. Source = colour crops of the task classes from the source frames of the split (--split: takes 1–5 of every subject by default, or subjects P1–P5) (250, SHOT source recipe, 90/10
-   train/val). Target = depth crops of the task classes from the target frames (takes 6–10, or P6–P10) (250): adaptation sees them without
-   labels (class folders only let it log accuracy), and accuracy is measured on the same images. TI pairs =
-   colour + depth crops of the 5 TI gestures, all subjects, ``--ti-per-class`` per class (a seeded subset, nested:
-   10 ⊂ 25 ⊂ 50 ⊂ 100). The source's accuracy on the target frames' *colour* crops of the task classes is shown as a
-   reference (the same images in the source's own modality).
+   classes. ``--split`` divides the task-class frames: ``takes`` (default) = takes 1–5 of every subject for
+   the source, takes 6–10 for the target; ``subjects`` = P1–P5 for the source, P6–P10 for the target. Source =
+   the colour crops of its frames (250, SHOT source recipe, 90/10 train/val). Target = the depth crops of the
+   other frames (250): adaptation sees them without labels (class folders only let it log accuracy), and
+   accuracy is measured on the same images. TI pairs = colour + depth crops of the 5 TI gestures, all subjects
+   and takes, ``--ti-per-class`` per class (a seeded subset, nested: 10 ⊂ 25 ⊂ 50 ⊂ 100). The source's
+   accuracy on the target frames' *colour* crops is shown as a reference (the same images in the source's own
+   modality).
 3. Methods per seed and backbone: unadapted (the source checkpoint on the target depth), SHOT, SOCKET (the
    library's default λs), each scored with ``socketedge.evaluate.evaluate`` on the target depth folder. Depth
    preprocessing ``--depth-range`` (metres) is passed to adaptation and evaluation alike.
@@ -199,7 +209,8 @@ def is_source_frame(key: str, split: str) -> bool:
 
 def build_split(crops: Path, keys: list[str], seed_dir: Path, seed: int, ti_counts: list[int],
                 split: str = "takes") -> dict:
-    """Symlink folders for one seed: src_rgb/, ref_rgb/ (P6–P10 colour), target/depth/, ti<N>/{rgb,depth}/."""
+    """Symlink folders for one seed: src_rgb/, ref_rgb/ (the target frames' colour), target/depth/,
+    ti<N>/{rgb,depth}/."""
     task, ti = split_classes(seed)
     by_class = {g: [k for k in keys if k.startswith(g + "/")] for g in GESTURES}
     for g in task:
@@ -258,7 +269,9 @@ class Runner:
 
     def _base(self, arch: str, seed: int) -> dict:
         a = self.args
-        return {"data": "ntu_kinect_gesture", "crop": CROP, "split": "5 task / 5 TI gestures by seed; " + SPLITS[self.args.split], "arch": arch, "pretrained": ARCH_PRETRAINED.get(arch, False),
+        return {"data": "ntu_kinect_gesture", "crop": CROP,
+                "split": "5 task / 5 TI gestures by seed; " + SPLITS[a.split], "arch": arch,
+                "pretrained": ARCH_PRETRAINED.get(arch, False),
                 "size": a.size, "source_epochs": a.source_epochs, "source_min_steps": a.source_min_steps,
                 "seed": seed}
 
@@ -439,12 +452,12 @@ def main(argv: list[str] | None = None) -> dict:
                    help="which task frames train the source: takes 1-5 of every subject (target: takes 6-10; "
                    "default) or subjects P1-P5 (target: P6-P10)")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2)")
-    p.add_argument("--size", type=int, default=None, help="model input size in px (default 112)")
-    p.add_argument("--source-epochs", type=int, default=None, help="source training epochs (default 15)")
+    p.add_argument("--size", type=int, default=None, help="model input size in px (default 80)")
+    p.add_argument("--source-epochs", type=int, default=None, help="source training epochs (default 10)")
     p.add_argument("--source-min-steps", type=int, default=0,
                    help="TrainSourceConfig.min_steps (the library stretches small sets to 500 SGD steps by "
                         "default, ~10x this benchmark's budget; 0 = run --source-epochs as given)")
-    p.add_argument("--adapt-epochs", type=int, default=None, help="adaptation epochs (default 10)")
+    p.add_argument("--adapt-epochs", type=int, default=None, help="adaptation epochs (default 5)")
     p.add_argument("--ti-per-class", type=int, default=100, help="TI pairs per TI class (max 100; default all)")
     p.add_argument("--depth-range", default="0.5,3.0", help="near,far in metres for depth preprocessing "
                                                             "(default 0.5,3.0)")
@@ -458,8 +471,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--verbose", action="store_true", help="keep the library's own console output")
     args = p.parse_args(argv)
     quick = {"archs": "efficientnet_lite0", "seeds": "0", "size": 64, "source_epochs": 2, "adapt_epochs": 1}
-    default = {"archs": "efficientnet_lite0,resnet18", "seeds": "0,1,2", "size": 112, "source_epochs": 15,
-               "adapt_epochs": 10}
+    default = {"archs": "efficientnet_lite0,resnet18", "seeds": "0,1,2", "size": 80, "source_epochs": 10,
+               "adapt_epochs": 5}
     for name, value in (quick if args.quick else default).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -498,8 +511,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"source {args.source_epochs} epochs (min_steps {args.source_min_steps}); adaptation {args.adapt_epochs} "
           f"epochs; depth range {near}–{far} m; TI pairs {args.ti_per_class}/class × 5 classes; SOCKET with the "
           f"library defaults ({lambdas}); seeds {', '.join(map(str, seeds))}; target n = 250 (chance 20%)",
-          "- accuracy % on the target depth crops (task gestures, target frames of the split); mean ± sample std over seeds, then each "
-          "seed; source val = its 10% validation split of the source colour frames", ""]
+          f"- split {args.split}: {SPLITS[args.split]}; accuracy % on the target depth crops (task gestures); "
+          "mean ± sample std over seeds, then each seed; source val = its 10% validation split of the source "
+          "colour frames", ""]
     head = ["", "mean ± std", *(f"seed {s}" for s in seeds)]
 
     rows, notes = [], []
