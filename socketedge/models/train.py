@@ -24,6 +24,8 @@ from socketedge.data.folders import labeled_folder
 from socketedge.data.preprocess import preprocessing_for
 from socketedge.errors import ConfigError, DataError
 from socketedge.models.checkpoint import save_source
+from socketedge.models.ensemble import Member
+from socketedge.models.predict import predict
 from socketedge.models.source_model import SourceModel, new_source_model
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import format_terms, make_progress
@@ -110,14 +112,6 @@ def set_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
         g["lr"] = poly_lr(g["lr0"], progress)
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, raw: torch.Tensor, device: torch.device, batch_size: int = 128) -> torch.Tensor:
-    """Outputs of ``model`` (eval mode) over raw frames, batched; returned on the CPU."""
-    model.eval()
-    outs = [model(raw[i:i + batch_size].to(device)).float().cpu() for i in range(0, raw.shape[0], batch_size)]
-    return torch.cat(outs)
-
-
 def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     images = labeled_folder(cfg.data, cfg.modality)
     n = len(images)
@@ -133,7 +127,8 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
                              modality=cfg.modality)
     size = model.meta.input_size
     prep = preprocessing_for(model.meta, cfg.modality)
-    preprocess = prep.module().to(device)
+    member = Member(model, prep).to(device)  # shares the model's parameters
+    preprocess = member.preprocess
     model.to(device)
 
     val_idx, train_idx = split_indices(n, [cfg.val_fraction, 1 - cfg.val_fraction], cfg.seed)
@@ -176,7 +171,7 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
                 correct += (logits.argmax(1) == y).sum().item()
                 seen += len(idx)
                 progress.update(task, advance=1, terms=format_terms({"epoch": epoch + 1, "loss": loss.item()}))
-            val_logits = predict(torch.nn.Sequential(preprocess, model), val.raw, device)
+            val_logits = predict([member], val.raw, device).member_logits[0]  # the one eval loop
             val_acc = 100.0 * (val_logits.argmax(1) == val.labels).float().mean().item()
             val_loss = F.cross_entropy(val_logits, val.labels).item()
             record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),

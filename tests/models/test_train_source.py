@@ -58,14 +58,15 @@ def _val_loss(path, data, seed=0):
     from socketedge.data.cache import decode_set, split_indices
     from socketedge.data.folders import labeled_folder
     from socketedge.data.preprocess import preprocessing_for
-    from socketedge.models.train import predict
+    from socketedge.models.ensemble import Member
+    from socketedge.models.predict import predict
 
     model = load_source(path)
     images = labeled_folder(data, "rgb")
     val_idx, _ = split_indices(len(images), [0.1, 0.9], seed)
     val = decode_set(images.subset(val_idx), model.meta.input_size, show_progress=False)
-    net = torch.nn.Sequential(preprocessing_for(model.meta, "rgb").module(), model)
-    return torch.nn.functional.cross_entropy(predict(net, val.raw, torch.device("cpu")), val.labels).item()
+    logits = predict([Member(model, preprocessing_for(model.meta, "rgb"))], val.raw).member_logits[0]
+    return torch.nn.functional.cross_entropy(logits, val.labels).item()
 
 
 def test_kept_weights_follow_the_selection_rule(make_dataset, tmp_path):
