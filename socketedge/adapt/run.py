@@ -338,10 +338,10 @@ class Adapter:
         for term, ratio in self.grad_balance["ratio_to_ent_div"].items():
             if ratio > BALANCE_LIMIT and self.dist.is_main:
                 name = {"pl": "λ_pl", "ti": "λ_TI", "bn": "λ_d"}[term]
+                hint = " or use --term-scale scaled" if self.cfg.term_scale != "scaled" else ""
                 console.print(f"[yellow]warning: {name} too large for this network: the {term} term's encoder "
                               f"gradient is {ratio:.0f}× that of ent−div at the first step; lower "
-                              f"{LAMBDA_OPTION[term]}{' or use --term-scale scaled' if self.cfg.term_scale != 'scaled' else ''}[/]",
-                              highlight=False)
+                              f"{LAMBDA_OPTION[term]}{hint}[/]", highlight=False)
 
     @torch.no_grad()
     def recalibrate_bn(self, batch_size: int = 64) -> None:
