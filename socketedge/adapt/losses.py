@@ -106,8 +106,6 @@ def _f32(x: torch.Tensor) -> torch.Tensor:
 
 
 VAR_FLOOR = 1e-2  # × the layer's mean source variance: channels whose source variance is ~0 (dead units)
-
-
 SPREAD_FLOOR = 1e-2  # × the mean squared norm of ψ: a source whose TI features barely vary is not blown up
 
 
@@ -140,12 +138,12 @@ def bn_stat_distance_scaled(src_mean: list[list[torch.Tensor]], src_var: list[li
 
     Per layer l of source k, with v_floor = ``var_floor`` × the layer's mean source variance added to both
     variances: shift_l = RMS over channels of (μ̂ − μ_src) / √(σ²_src + v_floor) and
-    scale_l = RMS over channels of ½ log((σ̂² + v_floor) / (σ²_src + v_floor)); d_k = mean over layers of
-    (shift_l + scale_l) summed over layers; the term is Σ_k ζ_k d_k. 0 when the statistics match; each layer
+    scale_l = RMS over channels of ½ log((σ̂² + v_floor) / (σ²_src + v_floor)); d_k = Σ over layers of
+    (shift_l + scale_l); the term is Σ_k ζ_k d_k. 0 when the statistics match; each layer
     contributes 1 per standard deviation of shift of all its channels, whatever its width or activation scale.
     Layers are summed, not averaged, on purpose: each layer's statistics depend mostly on the parameters just
     before it, so a sum gives every layer the same push at any depth, as the entropy's gradient reaches every
-    layer (measured at initialisation, λ_d · bn then has 0.3–0.6× the encoder gradient of ent − div on
+    layer (measured at initialisation, λ_d · bn then has 0.3–1.2× the encoder gradient of ent − div on
     EfficientNet-Lite0, ResNet-18 and tiny_cnn alike; averaging made it 50× weaker on the 49-layer Lite0 than
     on the 3-layer tiny_cnn). The RMS (a norm, as in the paper, not its square) keeps the gradient bounded
     however far the target starts. Computed on one flat vector per source (layers concatenated, per-layer

@@ -39,7 +39,7 @@ RESUME_FILE = "resume.pt"
 STOP_MESSAGE = "[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]"
 TERMS = ("loss", "ent", "div", "pl", "ti", "bn")
 BALANCE_LIMIT = 10.0  # a λ-weighted term whose encoder gradient exceeds this × that of ent − div gets a warning
-LAMBDA_OPTION = {"pl": "--lambda-pl", "ti": "--lambda-ti", "bn": "--lambda-d"}
+LAMBDA_OPTION = {"pl": ("λ_pl", "--lambda-pl"), "ti": ("λ_TI", "--lambda-ti"), "bn": ("λ_d", "--lambda-d")}
 
 
 class AdaptInterrupted(SocketEdgeError):
@@ -115,7 +115,8 @@ class Adapter:
             m.classifier.requires_grad_(False)  # g_k stays the source's: only f_k and ζ adapt
         self.src_stats = ([source_stats(m.encoder, str(p)) for m, p in zip(self.members, cfg.sources)]
                           if cfg.lambda_d > 0 else None)
-        # The layers the BN term counts: every BatchNorm (paper form) or the feature-map ones (scaled form).
+        # The layers the BN term counts: every BatchNorm (paper form) or the feature-map ones (scaled form);
+        # src_stats keeps only those, the recorders' target statistics are picked the same way every step.
         self.bn_layers: list[list[int]] = []
         if self.src_stats is not None:
             for m, p, (means, _) in zip(self.members, cfg.sources, self.src_stats):
@@ -124,6 +125,8 @@ class Adapter:
                     raise ModelError(f"{p} has no BatchNorm layer over feature maps (only BatchNorm1d), so the "
                                      "scaled BN term has nothing to match; use --lambda-d 0 or --term-scale paper")
                 self.bn_layers.append(layers)
+            self.src_stats = [([means[i] for i in idx], [variances[i] for i in idx])
+                              for (means, variances), idx in zip(self.src_stats, self.bn_layers)]
 
         self.size = max(p.input_size for p in preps)
         self.load = round(self.size * TRAIN_RESIZE_RATIO)
@@ -289,7 +292,7 @@ class Adapter:
             tgt_mean, tgt_var = batch_stats(recorders, self.dist.moments if self.dist.active else None)
             pick = lambda per_source: [[layers[i] for i in idx]  # noqa: E731
                                        for layers, idx in zip(per_source, self.bn_layers)]
-            src_mean, src_var = pick([s[0] for s in self.src_stats]), pick([s[1] for s in self.src_stats])
+            src_mean, src_var = [s[0] for s in self.src_stats], [s[1] for s in self.src_stats]
             if cfg.term_scale == "scaled":
                 # running_var is PyTorch's unbiased estimate: compare it with the unbiased batch variance
                 world = self.dist.world if self.dist.active else 1
@@ -337,11 +340,11 @@ class Adapter:
                              "term_scale": self.cfg.term_scale}
         for term, ratio in self.grad_balance["ratio_to_ent_div"].items():
             if ratio > BALANCE_LIMIT and self.dist.is_main:
-                name = {"pl": "λ_pl", "ti": "λ_TI", "bn": "λ_d"}[term]
+                name, option = LAMBDA_OPTION[term]
                 hint = " or use --term-scale scaled" if self.cfg.term_scale != "scaled" else ""
                 console.print(f"[yellow]warning: {name} too large for this network: the {term} term's encoder "
                               f"gradient is {ratio:.0f}× that of ent−div at the first step; lower "
-                              f"{LAMBDA_OPTION[term]}{hint}[/]", highlight=False)
+                              f"{option}{hint}[/]", highlight=False)
 
     @torch.no_grad()
     def recalibrate_bn(self, batch_size: int = 64) -> None:

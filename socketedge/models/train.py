@@ -25,7 +25,7 @@ from socketedge.data.preprocess import preprocessing_for
 from socketedge.errors import ConfigError, DataError
 from socketedge.models.checkpoint import save_source
 from socketedge.models.ensemble import Member
-from socketedge.models.predict import predict
+from socketedge.models.predict import accuracy, predict
 from socketedge.models.source_model import SourceModel, new_source_model
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import format_terms, make_progress
@@ -129,7 +129,6 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     prep = preprocessing_for(model.meta, cfg.modality)
     member = Member(model, prep).to(device)  # shares the model's parameters
     preprocess = member.preprocess
-    model.to(device)
 
     val_idx, train_idx = split_indices(n, [cfg.val_fraction, 1 - cfg.val_fraction], cfg.seed)
     if len(val_idx) == 0:
@@ -172,7 +171,7 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
                 seen += len(idx)
                 progress.update(task, advance=1, terms=format_terms({"epoch": epoch + 1, "loss": loss.item()}))
             val_logits = predict([member], val.raw, device).member_logits[0]  # the one eval loop
-            val_acc = 100.0 * (val_logits.argmax(1) == val.labels).float().mean().item()
+            val_acc = accuracy(val_logits.argmax(1), val.labels)
             val_loss = F.cross_entropy(val_logits, val.labels).item()
             record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1),
                       "train_accuracy": 100.0 * correct / max(seen, 1), "val_accuracy": val_acc, "val_loss": val_loss}
