@@ -22,7 +22,7 @@ class AdaptConfig(BaseModel):
     lambda_pl: float = Field(0.3, ge=0)
     # scaled: dimensionless TI / BN terms (one λ for any backbone); paper: the raw forms as printed (reproduction)
     term_scale: str = "scaled"
-    # after the last epoch, set BatchNorm running statistics to their average over the target images
+    # before the first and after the last epoch, BatchNorm running statistics := their average over the target
     recalibrate_bn: bool = True
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=2)

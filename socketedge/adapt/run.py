@@ -20,7 +20,7 @@ from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set,
-                                   split_indices)
+                                   native_batches, split_indices)
 from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import Preprocess, preprocessing_for
 from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
@@ -239,17 +239,21 @@ class Adapter:
         """ζ on the simplex (softmax of free logits), used identically by the output, TI and BN terms."""
         return self.zeta_logits.softmax(0)
 
-    def _target_pass(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Features and per-member probabilities of every target frame, read at native resolution as `eval`
-        reads them. Each rank encodes its share; the shares are all-gathered, so every rank holds all of them."""
+    def target_images(self) -> ImageSet:
+        """The target frames as files, read at native resolution (as `eval` and the exported graph see them)."""
         if self._target_images is None:
             images = target_folder(self.cfg.target, self.cfg.modality, self.class_names)
             if [it.key for it in images.items] != self.target.keys:
                 raise DataError(f"target folder {self.cfg.target} changed while adapting; leave it as it is "
                                 "until the run ends")
             self._target_images = images
+        return self._target_images
+
+    def _target_pass(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Features and per-member probabilities of every target frame, read at native resolution as `eval`
+        reads them. Each rank encodes its share; the shares are all-gathered, so every rank holds all of them."""
         n = len(self.target)
-        share = self._target_images.subset(range(n)[self.dist.rows(n)])
+        share = self.target_images().subset(range(n)[self.dist.rows(n)])
         feats, probs = _features_and_probs(self.members, share, self.device)
         feats = [self.dist.gather_rows(f, n, device=self._comm_device) for f in feats]
         return feats, self.dist.gather_rows(probs, n, dim=1, device=self._comm_device)
@@ -348,17 +352,16 @@ class Adapter:
 
     @torch.no_grad()
     def recalibrate_bn(self, batch_size: int = 64) -> None:
-        """Running statistics := their plain average over every target image (no augmentation), instead of the
-        exponential average of the last training batches."""
-        raw = self.target.raw
-        chunks = list(torch.arange(len(raw)).split(batch_size))
-        if len(chunks) > 1 and len(chunks[-1]) < self.dist.world:  # every rank needs a row of every batch
-            chunks[-2:] = [torch.cat(chunks[-2:])]
-        # data-parallel: each rank forwards its rows of each batch and BatchNorm combines the global batch, so
-        # the statistics equal the one-process ones
-        for m in self.members:
-            reestimate_running_stats(m.encoder, (m.preprocess(raw[self.dist.shard(idx)].to(self.device))
-                                                 for idx in chunks))
+        """Running statistics := their plain average over every target frame, read at native resolution through
+        each member's Preprocess as evaluation and the exported graph read them (no augmentation). Data-parallel:
+        every rank walks the same batches and forwards its rows of each, BatchNorm combines the global batch, so
+        the statistics equal the one-process ones (a batch with fewer frames than ranks is left out on all)."""
+        world = self.dist.world if self.dist.active else 1
+        for m in self.members:  # frames decoded a chunk at a time, once per member: memory stays one chunk
+            reestimate_running_stats(m.encoder, (m.preprocess(raw[self.dist.shard(torch.arange(len(raw)))]
+                                                              .to(self.device))
+                                                 for _, raw in native_batches(self.target_images(), batch_size)
+                                                 if len(raw) >= world))
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, step: int, pseudo, running, history, gap_before) -> dict:
@@ -445,6 +448,12 @@ class Adapter:
                 console.print(f"resuming {cfg.out} at epoch {start_epoch + 1}, step {start_step}")
         else:
             gap_before = self.gap(adapted=False)
+            if cfg.recalibrate_bn:
+                # The source's running statistics describe RGB: on another modality they push every frame to
+                # nearly the same features (measured on NTU depth with Lite0: feature spread 0.5% of the RGB
+                # one, one class predicted for 249 of 250 frames), so the first pseudo-labels would be noise.
+                # Start from the target's own statistics, as training (batch statistics) sees it.
+                self.recalibrate_bn()
         self.recorders = [BatchStatsRecorder(m.encoder) for m in self.members] if cfg.lambda_d > 0 else []
         n = len(self.target)
         done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes

@@ -24,8 +24,8 @@ def register(app: typer.Typer) -> None:
         term_scale: str = typer.Option("scaled", help="scaled: dimensionless TI/BN terms, one λ for any backbone; "
                                        "paper: the raw forms as printed (their size depends on the network)."),
         recalibrate_bn: bool = typer.Option(True, "--recalibrate-bn/--no-recalibrate-bn",
-                                            help="After the last epoch, set BatchNorm running statistics to "
-                                            "their average over all target images."),
+                                            help="Before the first and after the last epoch, set BatchNorm "
+                                            "running statistics to their average over all target images."),
         epochs: int = typer.Option(15, min=1),
         batch_size: int = typer.Option(32, min=2),
         lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1×."),

@@ -97,3 +97,45 @@ def test_modality_terms_are_in_balance_at_initialisation(arch, size, make_datase
     if arch.startswith("efficientnet"):  # the paper's raw forms are the problem this solves
         raw = _balance(src, target, ti, tmp_path / "paper", term_scale="paper")
         assert raw["ratio_to_ent_div"]["bn"] > 10 * scaled["ratio_to_ent_div"]["bn"], (raw, scaled)
+
+
+@pytest.mark.parametrize("recalibrate", [True, False])
+def test_running_statistics_start_from_the_target(recalibrate, adapt_data, tmp_path):
+    """The first pseudo-labels are made with BatchNorm running statistics of the target frames (read as `eval`
+    reads them), not the RGB source's, unless --no-recalibrate-bn."""
+    import copy
+
+    from socketedge.data.cache import native_batches
+    from socketedge.data.folders import target_folder
+
+    sources, target, ti = adapt_data
+    cfg = AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                      batch_size=8, device="cpu", show_progress=False, recalibrate_bn=recalibrate)
+    adapter = Adapter(cfg)
+    source = [_buffers(m.encoder) for m in adapter.members]
+    expected = []
+    for m in adapter.members:
+        enc = copy.deepcopy(m.encoder)
+        frames = target_folder(target / "depth", None, adapter.class_names)
+        reestimate_running_stats(enc, [m.preprocess(raw) for _, raw in native_batches(frames, 64)])
+        expected.append(_buffers(enc))
+    seen = []
+    original = Adapter.compute_pseudo_labels
+
+    def spy(self):
+        if not seen:
+            seen.extend(_buffers(m.encoder) for m in self.members)
+        return original(self)
+
+    Adapter.compute_pseudo_labels = spy
+    try:
+        adapter.run()
+    finally:
+        Adapter.compute_pseudo_labels = original
+    assert seen
+    for got, src, want in zip(seen, source, expected):
+        ref = want if recalibrate else src
+        for key in got:
+            if key.endswith(("running_mean", "running_var")):
+                assert torch.allclose(got[key], ref[key], atol=1e-5, rtol=1e-4), key
+        assert recalibrate == any(not torch.equal(got[k], src[k]) for k in got if k.endswith("running_mean"))
