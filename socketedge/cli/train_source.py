@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
         from socketedge.models.train import TrainSourceConfig, train_source
         from socketedge.utils.progress import console
 
-        cfg = TrainSourceConfig(data=data, out=out, arch=arch, modality=modality, pretrained=pretrained, epochs=epochs,
+        cfg = TrainSourceConfig(data=data, out=out, arch=arch, modality=modality, pretrained=pretrained,
+                                epochs=epochs,
                                 batch_size=batch_size, min_steps=min_steps, lr=lr,
                                 backbone_lr_mult=backbone_lr_mult, input_size=input_size,
                                 val_fraction=val_fraction, select=select, seed=seed, device=device)

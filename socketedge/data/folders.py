@@ -153,9 +153,9 @@ def target_folder(root: Path, modality: str | None = None, class_names: list[str
         folder, modality = resolve_modality(root, modality, source=source or "rgb")
         images = _scan(folder, modality, "optional", "target folder", class_names)
     if source is not None and images.modality == source:
+        others = ", ".join(m for m in MODALITIES if m != source)
         raise ConfigError(f"target folder {images.root} holds {source} images, the modality the source models were "
-                          f"trained on; the target is another modality ({', '.join(m for m in MODALITIES if m != source)})"
-                          " — pass --modality or the target's own folder")
+                          f"trained on; the target is another modality ({others}): pass --modality or its own folder")
     return images
 
 
