@@ -38,6 +38,9 @@ class AdaptConfig(BaseModel):
     modality: str | None = None
     depth_scale: float | None = None
     depth_range: tuple[float, float] | None = None
+    # the TI pairs' own depth units (default: recorded beside them, else the target's); see data/depth_units.py
+    ti_depth_scale: float | None = None
+    ti_depth_range: tuple[float, float] | None = None  # the TI camera's valid range (metres)
     ti_holdout: float = Field(0.2, ge=0, lt=1)  # share of TI pairs kept out of training for gap diagnostics
     gap_pairs: Path | None = None  # explicit held-out pairs for the gap diagnostics (then no TI hold-out)
     show_progress: bool = True
@@ -56,6 +59,6 @@ class AdaptConfig(BaseModel):
         if self.method in ("shot", "decision"):
             return self.model_copy(update={"lambda_ti": 0.0, "lambda_d": 0.0})
         if self.lambda_ti > 0 and self.ti is None:
-            raise ConfigError("socket needs paired task-irrelevant data: pass --ti DIR (DIR/rgb + DIR/<modality>) "
-                              "or set --lambda-ti 0")
+            raise ConfigError("socket needs paired task-irrelevant data: pass --ti DIR (DIR/<source modality> + "
+                              "DIR/<target modality>) or set --lambda-ti 0")
         return self

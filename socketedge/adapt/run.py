@@ -21,12 +21,13 @@ from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set,
                                    native_batches, split_indices)
+from socketedge.data.depth_units import DepthUnits, check_depth_values, resolve_units
 from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
-from socketedge.data.preprocess import Preprocess, preprocessing_for
+from socketedge.data.preprocess import DEFAULT_DEPTH_RANGE, DEFAULT_DEPTH_SCALE, Preprocess, preprocessing_for
 from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
 from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
 from socketedge.models.checkpoint import load_source
-from socketedge.models.ensemble import Ensemble, Member, check_same_classes
+from socketedge.models.ensemble import Ensemble, Member, check_same_classes, check_same_modality
 from socketedge.models.predict import accuracy, predict
 from socketedge.models.train import set_lr
 from socketedge.utils.device import resolve_device
@@ -107,9 +108,16 @@ class Adapter:
         torch.manual_seed(cfg.seed)
         sources = [load_source(p) for p in cfg.sources]
         self.class_names = check_same_classes(sources, [str(p) for p in cfg.sources])
-        target = target_folder(cfg.target, cfg.modality, self.class_names)
+        # the direction comes from the checkpoints (rgb → depth, nir → rgb, …): nothing assumes an RGB source
+        self.source_modality = check_same_modality(sources, [str(p) for p in cfg.sources])
+        target = target_folder(cfg.target, cfg.modality, self.class_names, source=self.source_modality)
         self.modality = target.modality
-        preps = [preprocessing_for(s.meta, self.modality, cfg.depth_scale, cfg.depth_range) for s in sources]
+        self.target_units = DepthUnits()
+        if self.modality == "depth":
+            self.target_units = resolve_units(cfg.target, cfg.depth_scale, None, "--depth-scale", "--depth-range",
+                                              DepthUnits(DEFAULT_DEPTH_SCALE, None, "default"))
+        clip = cfg.depth_range or self.target_units.valid
+        preps = [preprocessing_for(s.meta, self.modality, self.target_units.scale, clip) for s in sources]
         self.members = [Member(s, p).to(self.device) for s, p in zip(sources, preps)]
         for m in self.members:
             m.classifier.requires_grad_(False)  # g_k stays the source's: only f_k and ζ adapt
@@ -134,6 +142,15 @@ class Adapter:
         self.target = decode_set(target, self.load, "decoding target", show)
         if len(self.target) < 2:
             raise DataError(f"target folder {cfg.target} has {len(self.target)} image; adaptation needs a batch")
+        if self.modality == "depth":
+            # the unit check's band: the sensor's recorded valid range, else the default clip range widened to
+            # the user's --depth-range (a deliberately tight clip, e.g. 0.5-1.5 m for hands in front of a room,
+            # must not read as a unit mistake)
+            spec = preps[0]
+            band = self.target_units.valid or (min(spec.depth_near, DEFAULT_DEPTH_RANGE[0]),
+                                               max(spec.depth_far, DEFAULT_DEPTH_RANGE[1]))
+            check_depth_values(self.target.raw, spec.depth_scale, band,
+                               f"target {cfg.target}", "pass --depth-scale (or record it in the session/import)")
         self.labels_set = None
         if cfg.labels is not None:
             self.labels_set = decode_set(labeled_folder(cfg.labels, self.modality, self.class_names), self.size,
@@ -192,11 +209,12 @@ class Adapter:
 
     def _load_ti(self, show: bool) -> None:
         cfg = self.cfg
-        self.ti_rgb = self.ti_tgt = self.hold_rgb = self.hold_tgt = None
+        self.ti_src = self.ti_tgt = self.hold_src = self.hold_tgt = None
         self.psi: list[torch.Tensor] = []
         held = None
         if cfg.ti is None and cfg.gap_pairs is None:
             return
+        self._ti_preprocessing(cfg.ti if cfg.ti is not None else cfg.gap_pairs)
         if cfg.ti is not None:
             pairs = self._ti_pairs(cfg.ti)
             n = len(pairs)
@@ -204,29 +222,60 @@ class Adapter:
             hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
             if len(train_idx) < 2 and cfg.lambda_ti > 0:
                 raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
-            self.ti_rgb = decode_set(pairs.a.subset(train_idx), self.size, "decoding TI rgb", show)
+            self.ti_src = decode_set(pairs.a.subset(train_idx), self.size, f"decoding TI {self.source_modality}",
+                                     show)
             self.ti_tgt = decode_set(pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}", show)
+            self._check_ti_depth(self.ti_src, self.ti_tgt, cfg.ti)
             held = (pairs.a.subset(hold_idx), pairs.b.subset(hold_idx)) if len(hold_idx) else None
         if cfg.gap_pairs is not None:
             gap = self._ti_pairs(cfg.gap_pairs)
             held = (gap.a, gap.b)
         if held is not None:
-            self.hold_rgb = decode_set(held[0], self.size, "decoding held-out rgb", show)
+            self.hold_src = decode_set(held[0], self.size, f"decoding held-out {self.source_modality}", show)
             self.hold_tgt = decode_set(held[1], self.size, "decoding held-out target", show)
-        # The frozen source encoders: ψ_k = f_k^src(x_TI^rgb) once, and the "before" side of the diagnostics.
+            if cfg.ti is None:
+                self._check_ti_depth(self.hold_src, self.hold_tgt, cfg.gap_pairs)
+        # The frozen source encoders: ψ_k = f_k^src(x_TI^source) once, and the "before" side of the diagnostics.
         self.frozen = [copy.deepcopy(m).eval().requires_grad_(False) for m in self.members]
-        self.rgb_pre = [Preprocess(m.preprocess.spec.model_copy(update={"modality": "rgb"})).to(self.device)
-                        for m in self.members]
-        if cfg.lambda_ti > 0 and self.ti_rgb is not None:
-            # Each rank encodes its share of the TI rgb images once; the shares are all-gathered into the whole ψ.
-            n, part = len(self.ti_rgb), self.dist.rows(len(self.ti_rgb))
-            psi = _features_and_probs(self.frozen, self.ti_rgb.raw[part], self.device, preprocess=self.rgb_pre)[0]
+        if cfg.lambda_ti > 0 and self.ti_src is not None:
+            # Each rank encodes its share of the TI source-modality images once; the shares are all-gathered.
+            n, part = len(self.ti_src), self.dist.rows(len(self.ti_src))
+            psi = _features_and_probs(self.frozen, self.ti_src.raw[part], self.device, preprocess=self.src_pre)[0]
             self.psi = [self.dist.gather_rows(f, n, device=self._comm_device).to(self.device) for f in psi]
             # the scaled TI term's unit: how far apart the source's own TI features lie
             self.psi_spread = [losses.psi_spread(p) for p in self.psi]
 
+    def _ti_preprocessing(self, root: Path) -> None:
+        """The TI pairs' preprocessing: each side as the members preprocess that modality, but depth in the TI
+        set's own units (scale, valid range: recorded beside the pairs, given, or else the target's)."""
+        cfg = self.cfg
+        self.ti_units = DepthUnits()
+        if "depth" in (self.source_modality, self.modality):
+            fallback = (DepthUnits(self.target_units.scale, None, f"the target's ({self.target_units.origin})")
+                        if self.modality == "depth" else DepthUnits(DEFAULT_DEPTH_SCALE, None, "default"))
+            self.ti_units = resolve_units(root, cfg.ti_depth_scale, cfg.ti_depth_range, "--ti-depth-scale",
+                                          "--ti-depth-range", fallback)
+        units = {"depth_scale": self.ti_units.scale, "depth_valid": self.ti_units.valid}
+
+        def side(m: Member, modality: str) -> Preprocess:
+            spec = m.preprocess.spec.model_copy(update={"modality": modality})
+            spec = spec.model_copy(update=units) if modality == "depth" else spec
+            return Preprocess(spec).to(self.device)
+
+        self.src_pre = [side(m, self.source_modality) for m in self.members]  # ψ: the source modality's side
+        self.ti_pre = [side(m, self.modality) for m in self.members]  # the encoders being adapted: the target's
+
+    def _check_ti_depth(self, src, tgt, root: Path) -> None:
+        """Catch TI depth read in the wrong units (an error, not a silently mis-scaled TI term)."""
+        for frames, modality, pre in ((src, self.source_modality, self.src_pre), (tgt, self.modality, self.ti_pre)):
+            if modality == "depth":
+                spec = pre[0].spec
+                check_depth_values(frames.raw, spec.depth_scale, spec.depth_valid or (spec.depth_near, spec.depth_far),
+                                   f"TI depth {root} (units: {self.ti_units.origin})",
+                                   "record them beside the pairs (session.json / import.json) or pass --ti-depth-scale")
+
     def _ti_pairs(self, root: Path):
-        pairs = paired_folder(root, "rgb", self.modality)
+        pairs = paired_folder(root, self.source_modality, self.modality)
         if pairs.a.class_names:
             overlap = sorted(set(pairs.a.class_names) & set(self.class_names))
             if overlap:
@@ -316,7 +365,7 @@ class Adapter:
         # batch statistics as in every train-mode pass, but the running statistics stay the target's
         with (torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
               running_stats_frozen([m.encoder for m in self.members])):
-            feats = [self.encoders[k](m.preprocess(raw)).float() for k, m in enumerate(self.members)]
+            feats = [self.encoders[k](self.ti_pre[k](raw)).float() for k in range(len(self.members))]
         psi = [p[idx.to(self.device)] for p in self.psi]
         if self.cfg.term_scale == "scaled":
             return losses.ti_distance_scaled(psi, feats, self.zeta(), self.psi_spread, self._mean)
@@ -407,14 +456,16 @@ class Adapter:
 
     # ------------------------------------------------------------------ diagnostics and metrics
     def gap(self, adapted: bool) -> dict | None:
-        if self.hold_rgb is None or not self.dist.is_main:  # reported (and computed) by rank 0 only
+        if self.hold_src is None or not self.dist.is_main:  # reported (and computed) by rank 0 only
             return None
-        rgb = _features_and_probs(self.frozen, self.hold_rgb.raw, self.device, preprocess=self.rgb_pre)[0]
-        tgt = _features_and_probs(self.members if adapted else self.frozen, self.hold_tgt.raw, self.device)[0]
+        src = _features_and_probs(self.frozen, self.hold_src.raw, self.device, preprocess=self.src_pre)[0]
+        tgt = _features_and_probs(self.members if adapted else self.frozen, self.hold_tgt.raw, self.device,
+                                  preprocess=self.ti_pre)[0]
         zeta = self.zeta().detach().cpu()
-        out = {"n_pairs": len(self.hold_rgb), "mixed": gap_stats(mix_features(rgb, zeta), mix_features(tgt, zeta)),
-               "per_source": [gap_stats(r, t) for r, t in zip(rgb, tgt)]}
-        pr, pt = joint_projection(mix_features(rgb, zeta), mix_features(tgt, zeta))
+        out = {"n_pairs": len(self.hold_src), "mixed": gap_stats(mix_features(src, zeta), mix_features(tgt, zeta)),
+               "per_source": [gap_stats(r, t) for r, t in zip(src, tgt)]}
+        # "rgb" names the source-modality side (the key predates other source modalities; plots read it)
+        pr, pt = joint_projection(mix_features(src, zeta), mix_features(tgt, zeta))
         out["projection"] = {"rgb": pr.tolist(), "target": pt.tolist()}
         return out
 
@@ -584,6 +635,9 @@ class Adapter:
         out = Path(cfg.out)
         config = cfg.model_dump(mode="json", exclude={"show_progress", "resume"})
         config |= {"target": str(Path(cfg.target).resolve()), "modality": self.modality,
+                   "source_modality": self.source_modality,
+                   "depth_units": {"target": _units_json(self.target_units),
+                                   "ti": _units_json(getattr(self, "ti_units", DepthUnits()))},
                    "ti": str(Path(cfg.ti).resolve()) if cfg.ti else None,
                    "gap_pairs": str(Path(cfg.gap_pairs).resolve()) if cfg.gap_pairs else None}
         summary = {k: v for k, v in metrics.get("final", {}).items() if not isinstance(v, list)}
@@ -597,6 +651,10 @@ class Adapter:
             plot_gap(metrics["gap"], out / "gap.png")
         (out / RESUME_FILE).unlink(missing_ok=True)
         return AdaptResult(out, metrics, ensemble)
+
+
+def _units_json(u: DepthUnits) -> dict | None:
+    return None if u.scale is None else {"depth_scale": u.scale, "valid_range": u.valid, "from": u.origin}
 
 
 def adapt(cfg: AdaptConfig, on_step: Callable[[int], None] | None = None) -> AdaptResult:

@@ -156,7 +156,7 @@ def load_session(root: Path) -> Session:
 # Sessions as data sets (called by socketedge.data.folders for paired / target / labeled folders)
 
 
-def _pick_modality(session: Session, modality: str | None) -> str:
+def _pick_modality(session: Session, modality: str | None, source: str = "rgb") -> str:
     present = session.modalities
     if modality is not None:
         if modality not in MODALITIES:
@@ -164,7 +164,7 @@ def _pick_modality(session: Session, modality: str | None) -> str:
         if modality not in present:
             raise DataError(f"session {session.root} has no {modality} frames; it holds {', '.join(present) or 'none'}")
         return modality
-    targets = [m for m in present if m != "rgb"]
+    targets = [m for m in present if m != source]
     if len(targets) == 1:
         return targets[0]
     raise ConfigError(f"session {session.root} holds {', '.join(present) or 'no frames'}; pass --modality")
@@ -191,10 +191,11 @@ def _sorted_frames(session: Session) -> list[SessionFrame]:
 
 
 def session_images(root: Path, modality: str | None = None, labels: str = "optional",
-                   class_names: list[str] | None = None) -> ImageSet:
-    """The ``modality`` images of a session; labels: 'required' (every frame labeled) or 'optional'."""
+                   class_names: list[str] | None = None, source: str = "rgb") -> ImageSet:
+    """The ``modality`` images of a session; labels: 'required' (every frame labeled) or 'optional'. Unstated, the
+    modality is the session's one that is not ``source`` (the source models' modality)."""
     session = load_session(root)
-    modality = _pick_modality(session, modality)
+    modality = _pick_modality(session, modality, source)
     frames = [f for f in _sorted_frames(session) if modality in f.files]
     return _image_set(session, frames, modality, labels, class_names)
 

@@ -1,4 +1,5 @@
-"""`socketedge adapt`: SOCKET (default), SHOT or DECISION from RGB source models to a target modality."""
+"""`socketedge adapt`: SOCKET (default), SHOT or DECISION from source models of one modality (RGB, or e.g. NIR, as
+their checkpoints record) to another, the target modality."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ def register(app: typer.Typer) -> None:
     @app.command("adapt")
     def adapt_cmd(
         ctx: typer.Context,
-        source: list[Path] = typer.Option(..., "--source", help="RGB source checkpoint; repeat for several."),
+        source: list[Path] = typer.Option(..., "--source", help="Source checkpoint (its modality is recorded in "
+                                          "it); repeat for several."),
         target: Path = typer.Option(..., help="Unlabeled target-modality images (flat or class folders)."),
         out: Path = typer.Option(..., help="Directory for the adapted bundle."),
-        ti: Path = typer.Option(None, help="Task-irrelevant pairs: TI/rgb/… + TI/<modality>/… matched by name."),
+        ti: Path = typer.Option(None, help="Task-irrelevant pairs: TI/<source modality>/… + TI/<target "
+                                "modality>/… matched by name (a session or an import's ti/ records depth units)."),
         method: str = typer.Option("socket", help="socket | shot (one source) | decision (several sources)."),
         lambda_ti: float = typer.Option(0.3, help="Weight of the TI feature-distance term."),
         lambda_d: float = typer.Option(0.3, help="Weight of the BatchNorm-statistics term."),
@@ -34,15 +37,22 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in --out."),
         labels: Path = typer.Option(None, help="Labeled target data, only to report accuracy each epoch."),
-        modality: str = typer.Option(None, help="depth | nir | thermal (default: from the folder name)."),
-        depth_scale: float = typer.Option(None, help="Metres per depth unit (default 0.001)."),
-        depth_range: str = typer.Option(None, help="Depth clip range NEAR,FAR in metres (default 0.3,5)."),
+        modality: str = typer.Option(None, help="Target modality: rgb | depth | nir | thermal, not the sources' "
+                                     "(default: from the folder name)."),
+        depth_scale: float = typer.Option(None, help="Metres per target depth unit (default: recorded with the "
+                                          "target, else 0.001)."),
+        depth_range: str = typer.Option(None, help="Depth clip range NEAR,FAR in metres (default: the target's "
+                                        "recorded valid range, else 0.3,5)."),
+        ti_depth_scale: float = typer.Option(None, help="Metres per TI depth unit, when the pairs come from another "
+                                             "camera (default: recorded with the pairs, else the target's)."),
+        ti_depth_range: str = typer.Option(None, help="Valid depth range NEAR,FAR (metres) of the TI camera; depth "
+                                           "outside counts as missing (default: recorded with the pairs, else none)."),
         ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
         gap_pairs: Path = typer.Option(None, help="Held-out pairs for the gap diagnostics (instead of --ti-holdout)."),
         distributed: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (launches torchrun; "
                                         "--batch-size stays the global batch). For several machines see README."),
     ) -> None:
-        """Adapt RGB source model(s) to the target modality without RGB task data."""
+        """Adapt source model(s) to the target modality without task data of the source modality."""
         import os
 
         if distributed > 1:
@@ -61,7 +71,8 @@ def register(app: typer.Typer) -> None:
                           lambda_d=lambda_d, lambda_pl=lambda_pl, term_scale=term_scale,
                           recalibrate_bn=recalibrate_bn, epochs=epochs, batch_size=batch_size, lr=lr,
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
-                          depth_scale=depth_scale, depth_range=_range(depth_range), ti_holdout=ti_holdout,
+                          depth_scale=depth_scale, depth_range=_range(depth_range), ti_depth_scale=ti_depth_scale,
+                          ti_depth_range=_range(ti_depth_range), ti_holdout=ti_holdout,
                           gap_pairs=gap_pairs)
         try:
             result = adapt(cfg)

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
                                    "check (default: the bundle's target folder)."),
         fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | tensorrt."),
         modality: str = typer.Option(None, "--modality", "-m", help="Frames the model will see (needed for a "
-                                     "source .ckpt trained on rgb): depth | nir | thermal."),
+                                     "source .ckpt): rgb | depth | nir | thermal."),
         calib_frames: int = typer.Option(64, "--calib-frames", min=1, help="How many frames to calibrate and "
                                          "check parity on."),
         threshold: float = typer.Option(None, "--parity-threshold", help="fp32: max |Δp| (1e-4); fp16 / int8: "

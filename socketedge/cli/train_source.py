@@ -1,4 +1,5 @@
-"""`socketedge train-source`: train an RGB source classifier on labeled images in class folders."""
+"""`socketedge train-source`: train a source classifier (RGB by default, or another modality, recorded in the
+checkpoint) on labeled images in class folders."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train-source")
     def train_source_cmd(
         data: Path = typer.Option(..., help="Labeled images in class folders: DATA/<class>/*.png"),
+        modality: str = typer.Option("rgb", help="Modality of the images: rgb | nir | thermal | depth (recorded in "
+                                     "the checkpoint; adapt then transfers to another one)."),
         arch: str = typer.Option("resnet50", help="Backbone name (see `socketedge doctor` / README for the list)."),
         out: Path = typer.Option(..., help="Checkpoint to write (safetensors + metadata), e.g. src.ckpt"),
         pretrained: bool = typer.Option(False, "--pretrained", help="Start from ImageNet weights."),
@@ -29,11 +32,12 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
     ) -> None:
-        """Train an RGB source model (SHOT/SOCKET source recipe); keep the final or the best validation epoch."""
+        """Train a source model (SHOT/SOCKET source recipe); keep the final or the best validation epoch."""
         from socketedge.models.train import TrainSourceConfig, train_source
         from socketedge.utils.progress import console
 
-        cfg = TrainSourceConfig(data=data, out=out, arch=arch, pretrained=pretrained, epochs=epochs,
+        cfg = TrainSourceConfig(data=data, out=out, arch=arch, modality=modality, pretrained=pretrained,
+                                epochs=epochs,
                                 batch_size=batch_size, min_steps=min_steps, lr=lr,
                                 backbone_lr_mult=backbone_lr_mult, input_size=input_size,
                                 val_fraction=val_fraction, select=select, seed=seed, device=device)

@@ -3,7 +3,7 @@
 - labeled folder:   ROOT/<class>/<name>.<ext>
 - paired folder:    ROOT/<modality>/[<class>/]<stem>.<ext>   (equal class + stem pair images across modalities)
 - target folder:    ROOT/<name>.<ext> or ROOT/<class>/<name>.<ext> (labels optional); a paired-folder root works
-                    too, its <modality>/ subfolder is used.
+                    too, its <modality>/ subfolder is used (the one that is not the source models' modality).
 A folder named after its modality (depth/, nir/, thermal/, rgb/) says its modality; elsewhere it must be stated.
 Capture sessions (a directory with a session manifest) are read through the same functions.
 """
@@ -107,8 +107,10 @@ def _scan(root: Path, modality: str, labels: str, what: str,
     return ImageSet(root, modality, items, names)
 
 
-def resolve_modality(root: Path, modality: str | None, default: str | None = None) -> tuple[Path, str]:
-    """Where the images of ``root`` live and which modality they are."""
+def resolve_modality(root: Path, modality: str | None, default: str | None = None,
+                     source: str = "rgb") -> tuple[Path, str]:
+    """Where the images of ``root`` live and which modality they are. Unstated, a paired root's modality is its one
+    subfolder that is not ``source`` (the modality the source models were trained on)."""
     if modality is not None and modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
     if root.name in MODALITIES:
@@ -119,7 +121,7 @@ def resolve_modality(root: Path, modality: str | None, default: str | None = Non
     if modality and modality in present:
         return root / modality, modality
     if not modality:
-        targets = [m for m in present if m != "rgb"]
+        targets = [m for m in present if m != source]
         if len(targets) == 1:
             return root / targets[0], targets[0]
         if default:
@@ -138,15 +140,23 @@ def labeled_folder(root: Path, modality: str | None = "rgb", class_names: list[s
     return _scan(folder, modality, "required", "data folder", class_names)
 
 
-def target_folder(root: Path, modality: str | None = None, class_names: list[str] | None = None) -> ImageSet:
-    """Target-modality images, flat or in class folders; labels are used when present."""
+def target_folder(root: Path, modality: str | None = None, class_names: list[str] | None = None,
+                  source: str | None = None) -> ImageSet:
+    """Target-modality images, flat or in class folders; labels are used when present.
+
+    ``source``: the modality the source models were trained on (adaptation); the target must be another one, and
+    an unstated target modality is the one of the folder that is not ``source``."""
     root = require_dir(Path(root), "target folder")
     if _is_session(root):
-        return _session_set(root, modality, labels="optional", class_names=class_names)
-    folder, modality = resolve_modality(root, modality)
-    if modality == "rgb":
-        raise ConfigError(f"target folder {folder} holds RGB images; the target is a depth/nir/thermal modality")
-    return _scan(folder, modality, "optional", "target folder", class_names)
+        images = _session_set(root, modality, labels="optional", class_names=class_names, source=source or "rgb")
+    else:
+        folder, modality = resolve_modality(root, modality, source=source or "rgb")
+        images = _scan(folder, modality, "optional", "target folder", class_names)
+    if source is not None and images.modality == source:
+        others = ", ".join(m for m in MODALITIES if m != source)
+        raise ConfigError(f"target folder {images.root} holds {source} images, the modality the source models were "
+                          f"trained on; the target is another modality ({others}): pass --modality or its own folder")
+    return images
 
 
 def paired_folder(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
@@ -196,7 +206,8 @@ def _is_session(root: Path) -> bool:
     return (root / SESSION_MANIFEST).is_file()
 
 
-def _session_set(root: Path, modality: str | None, labels: str, class_names: list[str] | None) -> ImageSet:
+def _session_set(root: Path, modality: str | None, labels: str, class_names: list[str] | None,
+                 source: str = "rgb") -> ImageSet:
     from socketedge.capture.session import session_images
 
-    return session_images(root, modality, labels=labels, class_names=class_names)
+    return session_images(root, modality, labels=labels, class_names=class_names, source=source)

@@ -29,6 +29,9 @@ class Preprocessing(BaseModel):
     depth_scale: float = DEFAULT_DEPTH_SCALE
     depth_near: float = DEFAULT_DEPTH_RANGE[0]
     depth_far: float = DEFAULT_DEPTH_RANGE[1]
+    # metres outside this range are no measurement (0) before the clip: the sensor's valid range when a set's
+    # depth comes from another camera than the model's target (task-irrelevant pairs of another dataset)
+    depth_valid: tuple[float, float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "Preprocessing":
@@ -36,6 +39,8 @@ class Preprocessing(BaseModel):
             raise ValueError("depth_scale must be positive (metres per sensor unit)")
         if not 0 <= self.depth_near < self.depth_far:
             raise ValueError("depth range must satisfy 0 <= near < far (metres)")
+        if self.depth_valid is not None and not 0 <= self.depth_valid[0] < self.depth_valid[1]:
+            raise ValueError("valid depth range must satisfy 0 <= near < far (metres)")
         return self
 
     @property
@@ -95,6 +100,9 @@ class Preprocess(nn.Module):
         s = self.spec
         if s.modality == "depth":
             metres = x * s.depth_scale
+            if s.depth_valid is not None:
+                lo, hi = s.depth_valid
+                metres = torch.where((metres >= lo) & (metres <= hi), metres, torch.zeros_like(metres))
             return (metres.clamp(s.depth_near, s.depth_far) - s.depth_near) * (1.0 / (s.depth_far - s.depth_near))
         return x * (1.0 / 255.0)
 

@@ -30,16 +30,22 @@ def load_frames(root: Path, modality: str, limit: int = 64) -> list[np.ndarray]:
     return frames
 
 
+def as_batch(frames: list[np.ndarray]) -> np.ndarray:
+    """Frames of one size, (H, W) single-channel or (H, W, 3) colour, as the graph's (B, C, H, W) input."""
+    x = np.stack(frames)
+    return x[:, None] if x.ndim == 3 else np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
 def batches_of(frames: list[np.ndarray], batch: int) -> list[np.ndarray]:
-    """(B, 1, H, W) batches. Batches need one frame size, so they are cut from the most common size; a short
+    """(B, C, H, W) batches. Batches need one frame size, so they are cut from the most common size; a short
     set is completed by cycling through its frames, so batch ``batch`` always runs at least once."""
     if batch == 1:
-        return [f[None, None] for f in frames]
+        return [as_batch([f]) for f in frames]
     shape, _ = Counter(f.shape for f in frames).most_common(1)[0]
     same = [f for f in frames if f.shape == shape]
     count = max(1, len(same) // batch)
     picks = [same[i % len(same)] for i in range(count * batch)]
-    return [np.stack(picks[i:i + batch])[:, None] for i in range(0, len(picks), batch)]
+    return [as_batch(picks[i:i + batch]) for i in range(0, len(picks), batch)]
 
 
 def synthetic_frames(modality: str, size: tuple[int, int], count: int, seed: int = 0) -> list[np.ndarray]:
@@ -48,4 +54,5 @@ def synthetic_frames(modality: str, size: tuple[int, int], count: int, seed: int
     rng = np.random.default_rng(seed)
     if modality == "depth":
         return [rng.integers(0, 6000, size, dtype=np.uint16) for _ in range(count)]
-    return [rng.integers(0, 256, size, dtype=np.uint8) for _ in range(count)]
+    shape = (*size, 3) if modality == "rgb" else size
+    return [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(count)]

@@ -31,9 +31,10 @@ def example_frames(fused: FusedModel, dtype: torch.dtype, batch: int = 2) -> tor
     """An example input whose sizes differ from every model input size (so the resize is traced, never
     specialised away) and whose batch is not 0/1 (which torch.export would specialise)."""
     size = max(p.spec.input_size for p in fused.preprocess)
+    channels = fused.preprocess[0].spec.channels  # 1: depth / NIR / thermal; 3: an 8-bit colour target
     info = torch.iinfo(dtype)
     high = min(info.max, 8000)  # depth: a few metres in mm; 8-bit: the full range
-    return torch.randint(0, high + 1, (batch, 1, size + 16, size + 24), dtype=torch.int32).to(dtype)
+    return torch.randint(0, high + 1, (batch, channels, size + 16, size + 24), dtype=torch.int32).to(dtype)
 
 
 @contextlib.contextmanager

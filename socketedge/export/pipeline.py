@@ -17,7 +17,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from socketedge.data.imageio import SINGLE_CHANNEL
 from socketedge.errors import ConfigError, DataError, ModelError
 from socketedge.export.formats import resolve
 from socketedge.export.metadata import ModelCard
@@ -95,11 +94,12 @@ def _load(cfg: ExportConfig):
 
     if not cfg.model.exists():
         raise ModelError(f"model {cfg.model} does not exist; pass an adapted bundle directory or a source .ckpt")
-    ensemble = load_ensemble([cfg.model], modality=cfg.modality)
     manifest = read_manifest(cfg.model) if is_bundle(cfg.model) else None
-    if ensemble.modality not in SINGLE_CHANNEL:
-        raise ConfigError(f"{cfg.model} takes {ensemble.modality} frames; export builds a graph for a depth, nir or "
-                          "thermal camera: pass --modality depth|nir|thermal")
+    if manifest is None and cfg.modality is None:
+        # a bundle knows its target camera; a bare source checkpoint is exported for the camera the user names
+        raise ConfigError(f"{cfg.model} is a source checkpoint: pass --modality (rgb | depth | nir | thermal) for "
+                          "the camera the graph will read")
+    ensemble = load_ensemble([cfg.model], modality=cfg.modality)
     return ensemble, manifest
 
 
@@ -216,7 +216,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
 def _common_size(frames) -> tuple[int, int]:
     from collections import Counter
 
-    return Counter(f.shape for f in frames).most_common(1)[0][0]
+    return Counter(f.shape[:2] for f in frames).most_common(1)[0][0]  # (H, W) of (H, W) or (H, W, 3) frames
 
 
 def _engine_from_onnx(cfg: ExportConfig) -> ExportResult:

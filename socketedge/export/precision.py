@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from socketedge.export.frames import as_batch
 from socketedge.export.metadata import INPUT_NAME
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -137,8 +138,8 @@ def topological_sort(graph: onnx.GraphProto) -> None:
 
 
 class FrameReader:
-    """onnxruntime CalibrationDataReader over raw frames (each (H, W) uint16/uint8), one frame per batch so
-    frames of different sizes can be mixed; the graph resizes them like it will in deployment."""
+    """onnxruntime CalibrationDataReader over raw frames (each (H, W) uint16/uint8, or (H, W, 3) colour), one frame
+    per batch so frames of different sizes can be mixed; the graph resizes them like it will in deployment."""
 
     def __init__(self, frames: Iterable[np.ndarray]):
         self._frames = list(frames)
@@ -146,7 +147,7 @@ class FrameReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         frame = next(self._it, None)
-        return None if frame is None else {INPUT_NAME: np.ascontiguousarray(frame[None, None])}
+        return None if frame is None else {INPUT_NAME: as_batch([frame])}
 
     def rewind(self) -> None:
         self._it = iter(self._frames)

@@ -74,8 +74,9 @@ def build_engine(onnx_path: Path, engine_path: Path, card: ModelCard, frame_size
             if hasattr(trt.BuilderFlag, flag):
                 config.set_flag(getattr(trt.BuilderFlag, flag))
     h, w = frame_size
+    c = 3 if card.modality == "rgb" else 1  # an 8-bit colour target takes (N, 3, H, W)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, (1, 1, h, w), (opt_batch, 1, h, w), (max_batch, 1, h, w))
+    profile.set_shape(INPUT_NAME, (1, c, h, w), (opt_batch, c, h, w), (max_batch, c, h, w))
     config.add_optimization_profile(profile)
     cache_file = Path(timing_cache) if timing_cache else Path(engine_path).with_suffix(".timing.cache")
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
@@ -95,7 +96,7 @@ def build_engine(onnx_path: Path, engine_path: Path, card: ModelCard, frame_size
     extra = dict(card.extra)
     extra["tensorrt"] = {
         "version": trt.__version__, "strongly_typed": bool(strong), "onnx": str(onnx_path),
-        "profile": {"min": [1, 1, h, w], "opt": [opt_batch, 1, h, w], "max": [max_batch, 1, h, w]},
+        "profile": {"min": [1, c, h, w], "opt": [opt_batch, c, h, w], "max": [max_batch, c, h, w]},
         "timing_cache": str(cache_file), "onnx_input_dtype": card.input_dtype,
     }
     engine_card = card.model_copy(update={"input_dtype": input_dtype, "extra": extra})

@@ -60,6 +60,17 @@ def check_same_classes(models: list[SourceModel], names: list[str] | None = None
     return list(ref)
 
 
+def check_same_modality(models: list[SourceModel], names: list[str] | None = None) -> str:
+    """The modality every source was trained on (recorded in its checkpoint); sources of several are an error."""
+    names = names or [str(i) for i in range(len(models))]
+    ref = models[0].meta.modality
+    for m, n in zip(models[1:], names[1:]):
+        if m.meta.modality != ref:
+            raise ModelError(f"{n} was trained on {m.meta.modality} but {names[0]} on {ref}; adapt sources of one "
+                             "modality together")
+    return ref
+
+
 class Ensemble(nn.Module):
     def __init__(self, members: list[Member], zeta: torch.Tensor | list[float] | None = None):
         super().__init__()

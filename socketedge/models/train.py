@@ -1,4 +1,5 @@
-"""`train-source`: an RGB source classifier with the SHOT/SOCKET source recipe.
+"""`train-source`: a source classifier (RGB, or the modality given, recorded in the checkpoint) with the
+SHOT/SOCKET source recipe.
 
 Label-smoothing (0.1) cross-entropy; SGD nesterov momentum 0.9, weight decay 1e-3; learning rate 1e-2 for
 bottleneck + classifier and 1e-3 for a pretrained backbone (1e-2 from scratch) with polynomial decay

@@ -284,7 +284,9 @@ def _manifest(plan: ImportPlan, counts: dict, written: dict, depth_scale: dict) 
         "modality": m,
         "split": {"task_classes": task, "ti_classes": ti, "rule": plan.split.rule},
         "domains": domains,
-        "ti": {"path": TI_DIR, "modalities": ["rgb", m], "counts": dict(sorted(ti_counts.items()))},
+        "ti": {"path": TI_DIR, "modalities": ["rgb", m], "counts": dict(sorted(ti_counts.items())),
+               # the TI set's own units (data/depth_units.py reads them): pooled over domains, so one scale
+               **({"depth_scale": _ti_scale(plan)} if m == "depth" else {})},
         "depth_scale": depth_scale,
         "counts_in_release": counts,
         "written": written,
@@ -292,6 +294,16 @@ def _manifest(plan: ImportPlan, counts: dict, written: dict, depth_scale: dict) 
         "notes": plan.notes,
         **plan.extra,
     }
+
+
+def _ti_scale(plan: ImportPlan) -> float | None:
+    """The depth scale of the pooled TI pairs; an import whose domains differ in scale cannot pool them raw."""
+    ti = set(plan.split.ti)
+    scales = {d.depth_scale for d in plan.domains if any(p.label in ti for p in d.pairs)}
+    if len(scales) > 1:
+        raise DataError(f"{plan.root}: the TI pairs would pool depth of scales {sorted(map(str, scales))} m/unit in "
+                        "one folder; import the domains separately")
+    return scales.pop() if scales else None
 
 
 def read_import(out: Path) -> dict:
