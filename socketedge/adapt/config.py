@@ -36,7 +36,7 @@ class AdaptConfig(BaseModel):
     resume: bool = False
     labels: Path | None = None
     modality: str | None = None
-    depth_scale: float | None = None
+    depth_scale: float | None = Field(None, gt=0)  # metres per unit; None: the default (0.001), never 0
     depth_range: tuple[float, float] | None = None
     ti_holdout: float = Field(0.2, ge=0, lt=1)  # share of TI pairs kept out of training for gap diagnostics
     gap_pairs: Path | None = None  # explicit held-out pairs for the gap diagnostics (then no TI hold-out)
