@@ -252,3 +252,25 @@ def test_bad_input_is_one_line_exit_1_and_touches_nothing(case, line, needle, wo
     assert lines[0].startswith("error: "), output
     assert needle.lower() in lines[0].lower(), f"{needle!r} not in {lines[0]!r}"
     assert snapshot(world) == before, f"files changed: {sorted(set(snapshot(world).items()) ^ set(before.items()))}"
+
+
+def test_a_bug_keeps_its_traceback(cli, monkeypatch):
+    """The boundary sorts: an exception that is not a user's mistake is re-raised, never turned into a line."""
+    import socketedge.doctor
+
+    def broken():
+        raise RuntimeError("a bug in socketedge")
+
+    monkeypatch.setattr(socketedge.doctor, "collect", broken)
+    with pytest.raises(RuntimeError, match="a bug in socketedge"):
+        cli("doctor")
+    monkeypatch.setattr(socketedge.doctor, "collect", lambda: {"x": 1})
+    assert cli("doctor").exit_code == 0
+
+
+def test_traceback_of_a_user_error_on_request(cli, monkeypatch, tmp_path):
+    from socketedge.errors import SocketEdgeError
+
+    monkeypatch.setenv("SOCKETEDGE_TRACEBACK", "1")
+    with pytest.raises(SocketEdgeError, match="does not exist"):
+        cli("sessions", "info", tmp_path / "nope")
