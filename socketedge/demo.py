@@ -144,6 +144,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     onnx_path = work / "socket.onnx"
     with _step("4. export the SOCKET bundle to ONNX", result):
         exp = export_model(ExportConfig(model=work / "bundle_socket", out=onnx_path))
+        onnx_path = exp.onnx_path  # socket.failed.onnx when parity failed: the table says FAILED, the run shows it
         parity = exp.card.parity
         result.export = {"path": str(onnx_path), "passed": exp.passed, "parity": parity}
 
