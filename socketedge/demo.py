@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from socketedge.utils.atomic import write_json_atomic
 from socketedge.utils.progress import console
 
 
@@ -71,7 +72,7 @@ def _stamp_ok(path: Path, settings: dict) -> bool:
 
 
 def _stamp(path: Path, settings: dict) -> None:
-    path.with_name(path.name + ".settings.json").write_text(json.dumps(settings, sort_keys=True))
+    write_json_atomic(path.with_name(path.name + ".settings.json"), json.dumps(settings, sort_keys=True))
 
 
 def run_demo(cfg: DemoConfig) -> DemoResult:
@@ -143,14 +144,16 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     onnx_path = work / "socket.onnx"
     with _step("4. export the SOCKET bundle to ONNX", result):
         exp = export_model(ExportConfig(model=work / "bundle_socket", out=onnx_path))
+        onnx_path = exp.onnx_path  # socket.failed.onnx when parity failed: the table says FAILED, the run shows it
         parity = exp.card.parity
         result.export = {"path": str(onnx_path), "passed": exp.passed, "parity": parity}
 
     with _step("5. live classifier on the virtual camera", result):
         result.live = live_run(onnx_path, s["size"], s["frames"], cfg.seed)
 
-    (work / "demo.json").write_text(json.dumps({"rows": result.rows, "export": result.export, "live": result.live,
-                                                "timings": result.timings, "settings": s}, indent=2, default=str))
+    write_json_atomic(work / "demo.json", json.dumps({"rows": result.rows, "export": result.export, "live": result.live,
+                                                      "timings": result.timings, "settings": s}, indent=2,
+                                                     default=str))
     return result
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 
+from socketedge.errors import short
 from socketedge.utils.versions import package_version, versions
 
 EXTRAS = {
@@ -20,7 +21,7 @@ def _try_import(module: str) -> str:
         importlib.import_module(module)
         return "ok"
     except Exception as e:  # a missing shared library raises OSError/ImportError alike
-        return f"missing ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+        return f"missing ({type(e).__name__}: {short(e, 80)})"
 
 
 def collect() -> dict:

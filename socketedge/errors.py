@@ -40,6 +40,17 @@ class ParityError(SocketEdgeError):
     """An exported model does not agree with its PyTorch original within tolerance."""
 
 
+def short(text: object, limit: int = 160) -> str:
+    """The first line of a library's message, cut at a word boundary (with …) when longer than ``limit``:
+    quoted inside our one-line errors without ending mid-word."""
+    lines = str(text).strip().splitlines()
+    line = " ".join(lines[0].split()) if lines else ""
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + " …"
+
+
 def lazy_import(module: str, extra: str, why: str = ""):
     """Import an optional dependency, raising MissingExtraError naming the extra when it is absent."""
     import importlib

@@ -16,7 +16,9 @@ from socketedge.errors import ConfigError, DataError
 from socketedge.models.ensemble import Ensemble
 from socketedge.models.loading import load_ensemble
 from socketedge.models.predict import accuracy, predict
+from socketedge.utils.atomic import atomic_path, write_json_atomic, write_text_atomic
 from socketedge.utils.device import resolve_device
+from socketedge.utils.outputs import check_output_dir
 
 
 def data_modality(data: Path, modality: str | None, models: list[Path]) -> str:
@@ -77,7 +79,8 @@ def plot_confusion(metrics: dict, path: Path, title: str) -> None:
     ax.set_title(f"{title}\naccuracy {metrics['accuracy']:.1f}%")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(Path(path), durable=False) as tmp:
+        fig.savefig(tmp, dpi=120, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -103,6 +106,8 @@ def evaluate(models: list[Path], data: Path, modality: str | None = None, out: P
     """Evaluate ``models`` (an equal-weight ensemble when several) on labeled target data."""
     if not models:
         raise DataError("no model given; pass a source .ckpt or an adapted bundle")
+    if out is not None:
+        check_output_dir(out, "--out")
     modality = data_modality(Path(data), modality, models)
     ensemble = load_ensemble(models, modality, depth_scale, depth_range)
     metrics, rows = evaluate_ensemble(ensemble, Path(data), modality, device, batch_size, show_progress)
@@ -110,10 +115,8 @@ def evaluate(models: list[Path], data: Path, modality: str | None = None, out: P
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        with open(out / "predictions.jsonl", "w") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
+        write_json_atomic(out / "metrics.json", metrics)
+        write_text_atomic(out / "predictions.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         plot_confusion(metrics, out / "confusion.png", " + ".join(Path(m).name for m in models) + f" on {modality}")
         metrics["outputs"] = {"metrics": str(out / "metrics.json"), "confusion": str(out / "confusion.png"),
                               "predictions": str(out / "predictions.jsonl")}

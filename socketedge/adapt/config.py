@@ -36,7 +36,7 @@ class AdaptConfig(BaseModel):
     resume: bool = False
     labels: Path | None = None
     modality: str | None = None
-    depth_scale: float | None = None
+    depth_scale: float | None = Field(None, gt=0)  # metres per unit; None: the default (0.001), never 0
     depth_range: tuple[float, float] | None = None
     # the TI pairs' own depth units (default: recorded beside them, else the target's); see data/depth_units.py
     ti_depth_scale: float | None = None

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from socketedge.errors import ConfigError, SocketEdgeError
+from socketedge.errors import ConfigError, SocketEdgeError, short
 
 TIMEOUT_ENV = "SOCKETEDGE_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 900.0  # longer than any single step or per-epoch pass we expect; a dead peer is seen at once
@@ -174,7 +174,7 @@ class DistContext:
                 raise
             first = next((line.strip() for line in text.splitlines() if line.strip()), type(e).__name__)
             raise DistributedError(
-                f"rank {self.rank}/{self.world}: lost contact with another rank ({first[:160]}); the job stops — "
+                f"rank {self.rank}/{self.world}: lost contact with another rank ({short(first)}); the job stops — "
                 f"the first failing rank's own error is above; rerun (add --resume to continue from the last "
                 f"checkpoint)") from None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from socketedge.utils.atomic import atomic_path
+
 
 def _plt():
     import matplotlib
@@ -50,7 +52,8 @@ def plot_history(history: list[dict], path: Path, method: str, grad_balance: dic
         axes[3].set_title(f"encoder gradient norm at step 1 (λ-weighted, {grad_balance['term_scale']})")
         axes[3].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(Path(path), durable=False) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
 
 
@@ -69,5 +72,6 @@ def plot_gap(gap: dict, path: Path) -> None:
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"held-out task-irrelevant pairs (n={gap['before']['n_pairs']}), joint PCA of features")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(Path(path), durable=False) as tmp:
+        fig.savefig(tmp, dpi=110, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)

@@ -26,18 +26,21 @@ from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, tar
 from socketedge.data.preprocess import DEFAULT_DEPTH_RANGE, DEFAULT_DEPTH_SCALE, Preprocess, preprocessing_for
 from socketedge.errors import ConfigError, DataError, ModelError, SocketEdgeError
 from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
-from socketedge.models.checkpoint import load_source
+from socketedge.models.checkpoint import load_source, torch_load_tensors
 from socketedge.models.ensemble import Ensemble, Member, check_same_classes, check_same_modality
 from socketedge.models.predict import accuracy, predict
 from socketedge.models.train import set_lr
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import console, format_terms, make_progress
+from socketedge.utils.atomic import atomic_path
+from socketedge.utils.outputs import check_output_dir
 from socketedge.utils.signals import StopFlag
 
 RESUME_FILE = "resume.pt"
-# Under torchrun, SIGTERM (what the launcher sends every worker when the job is interrupted) also asks for a stop
-# at the next step boundary, and ranks agree on that step before stopping (DistContext.any).
-STOP_MESSAGE = "[yellow]Ctrl-C: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]"
+# Ctrl-C and SIGTERM (`docker stop`, `systemctl stop`, `kill`; under torchrun what the launcher sends every worker
+# when the job is interrupted) ask for a stop at the next step boundary; ranks agree on that step before stopping
+# (DistContext.any). The run then writes a checkpoint and exits 130, and --resume continues bit-identically.
+STOP_MESSAGE = "[yellow]stopping: finishing this step and writing a checkpoint (Ctrl-C again to abort)[/]"
 TERMS = ("loss", "ent", "div", "pl", "ti", "bn")
 BALANCE_LIMIT = 10.0  # a λ-weighted term whose encoder gradient exceeds this × that of ent − div gets a warning
 LAMBDA_OPTION = {"pl": ("λ_pl", "--lambda-pl"), "ti": ("λ_TI", "--lambda-ti"), "bn": ("λ_d", "--lambda-d")}
@@ -97,6 +100,7 @@ class Adapter:
         cfg = self.cfg
         out = Path(cfg.out)
         if self.dist.is_main:  # only rank 0 writes --out (and reads the checkpoint): other nodes may not see it
+            check_output_dir(out, "--out")
             if is_bundle(out) and not (out / RESUME_FILE).exists():
                 raise ConfigError(f"{out} already holds a finished bundle; choose another --out or delete it")
             if cfg.resume and not (out / RESUME_FILE).exists():
@@ -426,19 +430,16 @@ class Adapter:
         if not self.dist.is_main:  # every rank holds the same state; rank 0 writes it
             return out / RESUME_FILE
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / (RESUME_FILE + ".tmp")
-        torch.save(self._state(*args), tmp)
-        tmp.replace(out / RESUME_FILE)
+        with atomic_path(out / RESUME_FILE) as tmp:
+            torch.save(self._state(*args), tmp)
         return out / RESUME_FILE
 
     def load_checkpoint(self) -> dict:
         path = Path(self.cfg.out) / RESUME_FILE
         state = None
         if self.dist.is_main:
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # noqa: BLE001
-                raise ModelError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:120]}") from None
+            state = torch_load_tensors(path, "resume checkpoint", "it is written only by `socketedge adapt`: "
+                                       f"delete it and run without --resume to start {self.cfg.out} afresh")
         state = self.dist.broadcast_object(state)  # rank 0's copy: other nodes need not see --out
         saved = AdaptConfig.model_validate_json(state["config"])
         changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl",
@@ -509,7 +510,7 @@ class Adapter:
         n = len(self.target)
         done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes
         try:
-            with (StopFlag(also_sigterm=self.dist.active, message=STOP_MESSAGE if main else None) as stop,
+            with (StopFlag(also_sigterm=True, message=STOP_MESSAGE if main else None) as stop,
                   make_progress(disable=not (cfg.show_progress and main)) as progress):
                 task = progress.add_task(f"adapt ({cfg.method})", total=self.total_steps,
                                          completed=start_epoch * self.steps_per_epoch + start_step, terms="")

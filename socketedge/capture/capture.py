@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from socketedge.capture.base import Frame, open_source, parse_uri
 from socketedge.capture.recorder import COLOR_FORMATS, MODES, SessionWriter
 from socketedge.errors import ConfigError, DeviceError
+from socketedge.utils.outputs import check_output_dir
 from socketedge.utils.signals import StopFlag
 
 
@@ -51,7 +52,7 @@ class CaptureResult:
     seen: int
     drops: int
     elapsed: float
-    stopped_by: str  # "frames", "duration", "end", "interrupted", "device", "preview"
+    stopped_by: str  # "frames", "duration", "end", "interrupted", "device", "preview", "write_error"
     capture_id: int
     sensor: str
     error: str | None = None
@@ -66,6 +67,7 @@ def _check(config: CaptureConfig) -> dict:
         raise ConfigError(f"--mode {config.mode}: expected one of {', '.join(MODES)}")
     if config.color_format not in COLOR_FORMATS:
         raise ConfigError(f"--color-format {config.color_format}: expected one of {', '.join(COLOR_FORMATS)}")
+    check_output_dir(config.out, "--out")
     scheme = parse_uri(config.source)[0]
     options = dict(config.options)
     if config.profile:
@@ -119,9 +121,9 @@ class _Preview:
 
 
 def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | None = None) -> CaptureResult:
-    """Capture into ``config.out`` (a new or existing session). Never raises for Ctrl-C, SIGTERM or an unplugged
-    camera: the result says why it stopped (``stopped_by`` / ``error``) and the session keeps every completed
-    frame."""
+    """Capture into ``config.out`` (a new or existing session). Never raises for Ctrl-C, SIGTERM, an unplugged
+    camera or a write error (disk full): the result says why it stopped (``stopped_by`` / ``error``) and the
+    session keeps every completed frame."""
     options = _check(config)
     preview = _Preview() if config.preview else None
     written = seen = 0
@@ -161,7 +163,11 @@ def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | 
                         seen += 1
                         drops = int(frame.meta.get("drops", drops))
                         if (seen - 1) % config.every == 0:
-                            writer.write(frame)
+                            try:
+                                writer.write(frame)
+                            except OSError:  # disk full, …: stop here; every frame completed before it is kept
+                                stopped_by = "write_error"
+                                break
                             written += 1
                         if preview is not None and not preview.show(frame):
                             stopped_by = "preview"
@@ -171,7 +177,10 @@ def capture(config: CaptureConfig, on_status: Callable[[CaptureStatus], None] | 
                             on_status(CaptureStatus(written, seen, drops, seen / el if el > 0 else 0.0, el))
                 except KeyboardInterrupt:
                     stopped_by = "interrupted"
-                writer.close(stopped_by=stopped_by, error=error)
+                failed = writer.close(stopped_by=stopped_by, error=error)
+                if failed is not None:
+                    stopped_by, error = "write_error", writer.capture.get("error")
+                written = writer.written
                 capture_id = writer.capture["id"]
     finally:
         if preview is not None:

@@ -1,9 +1,11 @@
 """Writes capture sessions (format: session.py) so that any interruption leaves a valid session.
 
-Per frame: each image goes to a hidden temporary name and is renamed into place (os.replace is atomic), then one
-line is appended to frames.jsonl and flushed. A frame therefore exists only once all its files do; Ctrl-C,
-SIGKILL or an unplugged camera lose at most the frame in flight. The manifest (session.json) is only ever
-replaced whole. Capturing into an existing session appends a new capture run with fresh frame ids.
+Per frame: each image is encoded in memory, written to a hidden temporary name, checked (every byte written,
+fsynced) and renamed into place (os.replace is atomic), then one line is appended to frames.jsonl. A frame
+therefore exists only once all its files do; Ctrl-C, SIGKILL, an unplugged camera or a full disk lose at most the
+frames in flight (a failed write raises OSError from ``write``/``close``; nothing half-written is ever listed). The
+manifest (session.json) is only ever replaced whole. Capturing into an existing session appends a new capture run
+with fresh frame ids, above every id listed and every frame file on disk, so no existing file is overwritten.
 """
 
 from __future__ import annotations
@@ -69,21 +71,29 @@ def session_modalities(available: tuple[str, ...] | list[str], mode: str, target
     return [target or ("depth" if "depth" in targets else targets[0])]
 
 
-def write_image_atomic(path: Path, image: np.ndarray) -> None:
-    """Encode to a hidden temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        write_image(tmp, image)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+def write_error_message(error: OSError, root: Path) -> str:
+    """One line for a failed write during capture (disk full, permissions, a removed drive)."""
+    what = error.strerror or str(error)
+    return f"cannot write to {root}: {what}"
 
 
 def _write_manifest(root: Path, manifest: dict) -> None:
     manifest["updated"] = now_iso()
     write_json_atomic(root / SESSION_MANIFEST, manifest)
+
+
+def _ids_on_disk(root: Path) -> int:
+    """The highest frame id any image file in the session's modality folders is named after (-1: none).
+    Files a damaged frames.jsonl no longer lists still count, so a new capture never overwrites them."""
+    top = -1
+    for m in MODALITIES:
+        folder = root / m
+        if folder.is_dir():
+            for p in folder.rglob("*"):
+                stem = p.name.lstrip(".").split(".")[0]
+                if stem.isdigit():
+                    top = max(top, int(stem))
+    return top
 
 
 def _repair_tail(path: Path) -> None:
@@ -117,6 +127,7 @@ class SessionWriter:
         self._fh = None
         self._pool = None
         self._pending: deque = deque()  # (future, record) in id order, waiting to be listed
+        self.failed: OSError | None = None  # the write error that ended this capture
 
     # lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> "SessionWriter":
@@ -136,7 +147,7 @@ class SessionWriter:
             manifest = read_manifest(root)
             _repair_tail(frames_path)
             frames, _, _ = read_frames(frames_path)
-            self.next_id = max((f.id for f in frames), default=-1) + 1
+            self.next_id = max(max((f.id for f in frames), default=-1), _ids_on_disk(root)) + 1
         elif root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
             raise DataError(f"--out {root} exists and is not a capture session; choose a new or empty directory")
         else:
@@ -154,25 +165,42 @@ class SessionWriter:
         manifest["modalities"] = [m for m in MODALITIES if m in set(manifest.get("modalities", [])) | set(self.modalities)]
         self.manifest = manifest
         _write_manifest(root, manifest)
-        self._fh = open(frames_path, "ab")  # noqa: SIM115 - stays open for the whole capture, closed in close()
+        # unbuffered: a record is either wholly in the file or (after a failed write, cut back) not at all
+        self._fh = open(frames_path, "ab", buffering=0)  # noqa: SIM115 - stays open for the capture, see close()
         if self.workers > 0:
             self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="session-writer")
 
-    def close(self, stopped_by: str = "end", error: str | None = None) -> None:
+    def close(self, stopped_by: str = "end", error: str | None = None) -> OSError | None:
+        """List the frames still being written, close frames.jsonl and record the capture's end in the manifest.
+        Returns the OSError (disk full, …) that stopped a frame from being written, if one did; the session then
+        holds every frame completed before it and a manifest saying why it stopped."""
         if self._fh is None:
-            return
+            return self.failed
         try:
             self._flush(limit=0)  # frames already encoding are finished and listed, even after Ctrl-C
+        except OSError:
+            pass  # recorded in self.failed; the frames listed before it stay
         finally:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
             self._fh.close()
             self._fh = None
+        if self.failed is not None:
+            stopped_by = "write_error"
+            error = error or write_error_message(self.failed, self.root)
         self.capture.update(ended=now_iso(), frames=self.written, stopped_by=stopped_by)
         if error:
             self.capture["error"] = error
-        _write_manifest(self.root, self.manifest)
+        try:
+            _write_manifest(self.root, self.manifest)
+        except OSError as e:
+            if self.failed is None:
+                raise
+            # the disk is still full: session.json keeps its previous (valid) version, which marks this capture
+            # as interrupted; frames.jsonl lists every completed frame
+            del e
+        return self.failed
 
     # frames ---------------------------------------------------------------------------------------------------
     def _relpath(self, modality: str, stem: str, label: str | None) -> str:
@@ -184,6 +212,8 @@ class SessionWriter:
         appended to frames.jsonl, in id order, once every one of its files is in place."""
         if self._fh is None:
             raise RuntimeError("SessionWriter.write() outside its context")
+        if self.failed is not None:
+            raise self.failed
         label = check_label(label) if label is not None else (self.label or frame.label)
         frame_id = self.next_id
         stem = frame_stem(frame_id)
@@ -201,7 +231,11 @@ class SessionWriter:
                               label=label, files={m: rel for m, rel, _ in jobs}, wall_time=time.time(), meta=meta)
         self.next_id += 1
         if self._pool is None:
-            self._write_files(jobs)
+            try:
+                self._write_files(jobs)
+            except OSError as e:
+                self.failed = e
+                raise
             self._list(record)
             return record
         self._pending.append((self._pool.submit(self._write_files, jobs), record))
@@ -209,13 +243,42 @@ class SessionWriter:
         return record
 
     def _write_files(self, jobs) -> None:
-        for _, rel, image in jobs:
-            write_image_atomic(self.root / rel, image)
+        done = []
+        try:
+            for _, rel, image in jobs:
+                write_image(self.root / rel, image, durable=True)
+                done.append(self.root / rel)
+        except BaseException:
+            for path in done:  # a frame is all its files or none: free the space for the manifest
+                path.unlink(missing_ok=True)
+            raise
 
     def _list(self, record: SessionFrame) -> None:
-        self._fh.write((record.to_json() + "\n").encode("utf-8"))
-        self._fh.flush()  # in the kernel from here on: survives the process being killed
+        line = (record.to_json() + "\n").encode("utf-8")
+        start = self._fh.tell()
+        try:
+            written = self._fh.write(line)  # unbuffered: in the kernel at once, survives the process being killed
+            if written != len(line):
+                raise OSError(28, "No space left on device", str(self.root / FRAMES_FILE))
+        except OSError as e:
+            self._fh.truncate(start)  # never leave half a record behind
+            self._abandon(record)
+            self.failed = e
+            raise
         self.written += 1
+
+    def _abandon(self, *records: SessionFrame) -> None:
+        """Remove the files of frames that will not be listed (after a write error), and of those in flight."""
+        pending = list(self._pending)
+        self._pending.clear()
+        for future, _ in pending:
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001 - their own error is the same full disk; files removed below
+                pass
+        for record in [*records, *(r for _, r in pending)]:
+            for rel in record.files.values():
+                (self.root / rel).unlink(missing_ok=True)
 
     def _flush(self, limit: int) -> None:
         """List finished frames in id order, waiting for the oldest while more than ``limit`` are in flight."""
@@ -223,6 +286,12 @@ class SessionWriter:
             future, record = self._pending[0]
             if not future.done() and len(self._pending) <= limit:
                 return
-            future.result()  # waits; a failed write (disk full, …) raises here
+            try:
+                future.result()  # waits; a failed write (disk full, …) raises here
+            except OSError as e:
+                self._pending.popleft()
+                self._abandon(record)
+                self.failed = e
+                raise
             self._pending.popleft()
             self._list(record)

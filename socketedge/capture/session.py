@@ -248,7 +248,9 @@ def _referenced_and_present(session: Session) -> tuple[set[str], list[Path], lis
 
 def validate_session(root: Path, decode: bool = True, progress=None) -> ValidationReport:
     """Every manifest line readable, every file present and decodable in its modality (depth as 16-bit), every
-    pair complete, no duplicate ids. Leftovers of an interrupted write are warnings, not errors."""
+    pair complete, no duplicate ids, and as many frames listed per finished capture as the manifest records (a
+    truncated frames.jsonl is a loss, not a smaller valid session). Leftovers of an interrupted write are
+    warnings, not errors."""
     from socketedge.data.imageio import read_image
 
     root = Path(root)
@@ -274,10 +276,26 @@ def validate_session(root: Path, decode: bool = True, progress=None) -> Validati
         if missing:
             report.errors.append(f"frame {f.id} is incomplete: no {', '.join(missing)} "
                                  f"(capture {f.capture} records {', '.join(expected)})")
-    for c in captures.values():
+    listed: dict[int, int] = {}
+    for f in session.frames:
+        listed[f.capture] = listed.get(f.capture, 0) + 1
+    for cid, c in captures.items():
         if not c.get("ended"):
             report.warnings.append(f"capture {c.get('id')} ({c.get('source')}) was interrupted; its completed "
                                    f"frames are kept")
+            continue
+        # a finished capture records how many frames it listed: fewer lines now means frames.jsonl lost records
+        recorded, have = c.get("frames"), listed.get(cid, 0)
+        if isinstance(recorded, int) and have < recorded:
+            report.errors.append(f"capture {cid} recorded {recorded} frames but {FRAMES_FILE} lists {have}: "
+                                 f"{recorded - have} frame record(s) lost ({FRAMES_FILE} truncated or edited); "
+                                 "restore it from a backup")
+        elif isinstance(recorded, int) and have > recorded:
+            report.errors.append(f"capture {cid} recorded {recorded} frames but {FRAMES_FILE} lists {have} "
+                                 f"({FRAMES_FILE} edited or appended to outside socketedge)")
+    for cid in sorted(set(listed) - set(captures)):
+        report.errors.append(f"{FRAMES_FILE} lists {listed[cid]} frame(s) of capture {cid}, which the manifest "
+                             "does not record")
     referenced, images, temporaries = _referenced_and_present(session)
     for p in temporaries:
         report.warnings.append(f"{p.relative_to(root)} is a leftover of an interrupted write (safe to delete)")

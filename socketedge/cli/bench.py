@@ -49,6 +49,12 @@ def register(app: typer.Typer) -> None:
             height, width = (int(v) for v in shape.lower().split("x"))
         except ValueError:
             raise ConfigError(f"--shape {shape!r}: expected HxW, e.g. 480x640") from None
+        if height < 1 or width < 1:
+            raise ConfigError(f"--shape {shape!r}: height and width must be positive, e.g. 480x640")
+        if json_out is not None:
+            from socketedge.utils.outputs import check_output_file
+
+            check_output_file(json_out, "--json", "bench.json")
         config = BenchConfig(models=models, backends=[b.strip() for b in backend.split(",") if b.strip()],
                              batches=_ints(batch, "--batch"), threads=threads, height=height, width=width,
                              iters=iters, warmup=warmup, loop_frames=loop_frames)

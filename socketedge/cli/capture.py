@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
 
         from socketedge.capture.capture import CaptureConfig
         from socketedge.capture.capture import capture as run_capture
-        from socketedge.errors import DeviceError
+        from socketedge.errors import DataError, DeviceError
         from socketedge.utils.progress import console, make_progress
 
         config = CaptureConfig(source=source, out=out, mode=mode, label=label, frames=frames, duration=duration,
@@ -58,4 +58,5 @@ def register(app: typer.Typer) -> None:
                       f"{result.sensor}); {result.seen} read at {result.fps:.1f} fps, {result.drops} dropped; "
                       f"stopped: {result.stopped_by}", highlight=False)
         if result.error:
-            raise DeviceError(f"{result.error} (the session keeps the {result.written} frames written before it)")
+            kind = DataError if result.stopped_by == "write_error" else DeviceError
+            raise kind(f"{result.error} (the session keeps the {result.written} frames written before it)")

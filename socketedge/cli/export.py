@@ -72,6 +72,8 @@ def register(app: typer.Typer) -> None:
         if result.engine_path:
             console.print(f"wrote {result.engine_path} + {result.engine_path}.json")
         if card.parity and not card.parity.get("passed"):
-            raise ParityError(f"{result.onnx_path} failed its parity check ({card.parity['criterion']} "
-                              f"{card.parity['worst']:.4g} vs threshold {card.parity['threshold']:g}); it is kept "
-                              "and marked failed in its metadata — inspect the table above")
+            kept = "is unchanged" if out.exists() else "was not written"
+            raise ParityError(f"the export failed its parity check ({card.parity['criterion']} "
+                              f"{card.parity['worst']:.4g} vs threshold {card.parity['threshold']:g}): {out} {kept}; "
+                              f"the candidate is {result.onnx_path}, marked failed (`run` refuses it) — inspect the "
+                              "table above")

@@ -53,9 +53,10 @@ def register(app: typer.Typer) -> None:
         video: Path | None = typer.Option(None, "--video", help="Write the annotated frames to this video."),
         max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after N predictions."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No console line per prediction."),
+        allow_failed_parity: bool = typer.Option(False, "--allow-failed-parity", help="Run a model whose export "
+                                                 "failed its parity check (refused otherwise), with a warning."),
     ) -> None:
         """Grab → infer → smooth → print / JSON / window / video, until the recording ends or Ctrl-C."""
-        from pydantic import ValidationError
         from rich.markup import escape
 
         from socketedge.errors import ConfigError
@@ -65,15 +66,10 @@ def register(app: typer.Typer) -> None:
 
         if source and (camera or uri):
             raise ConfigError("give either --camera [URI] or --source URI, not both")
-        try:
-            config = RunConfig(model=model, source=source or uri or DEFAULT_CAMERA, backend=backend,
-                               provider=provider, require_gpu=require_gpu, threads=threads, smooth=smooth,
-                               window=window, json_out=json_out, console=not quiet, show=show, video=video,
-                               max_frames=max_frames)
-        except ValidationError as e:  # a bad --smooth / --window / --max-frames
-            err = e.errors()[0]
-            option = "--" + str(err["loc"][0]).replace("_out", "").replace("_", "-")
-            raise ConfigError(f"{option} {err.get('input')!r}: {err['msg']}") from None
+        config = RunConfig(model=model, source=source or uri or DEFAULT_CAMERA, backend=backend,
+                           provider=provider, require_gpu=require_gpu, threads=threads, smooth=smooth,
+                           window=window, json_out=json_out, console=not quiet, show=show, video=video,
+                           max_frames=max_frames, allow_failed_parity=allow_failed_parity)
 
         def on_backend(b) -> None:
             classes = ", ".join(b.class_names)

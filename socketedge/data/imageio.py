@@ -50,10 +50,22 @@ def _to_uint8(raw: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"image {path} has unsupported pixel type {raw.dtype}")
 
 
-def write_image(path: Path, image: np.ndarray) -> None:
-    """Write RGB (HxWx3 uint8) or single-channel (uint8/uint16) images; colour is converted to OpenCV's BGR."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """RGB (HxWx3 uint8) or single-channel (uint8/uint16) image → the bytes of a ``suffix`` file (".png", ".jpg")."""
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    if not cv2.imwrite(str(path), out):
-        raise DataError(f"cannot write image {path}")
+    try:
+        ok, buf = cv2.imencode(suffix, out)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise DataError(f"cannot encode a {image.dtype} {'x'.join(map(str, image.shape))} image as {suffix}")
+    return buf.tobytes()
+
+
+def write_image(path: Path, image: np.ndarray, durable: bool = False) -> None:
+    """Encode in memory, then write atomically (every byte checked before the rename; fsynced if ``durable``):
+    a full disk raises OSError and never leaves a truncated image under ``path``."""
+    from socketedge.utils.atomic import write_bytes_atomic
+
+    path = Path(path)
+    write_bytes_atomic(path, encode_image(image, path.suffix.lower() or ".png"), durable=durable)

@@ -60,11 +60,20 @@ def preprocessing_for(model_meta, modality: str, depth_scale: float | None = Non
     """The preprocessing that feeds ``modality`` frames to a model described by ``model_meta``."""
     if modality not in MODALITIES:
         raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
-    near, far = depth_range or DEFAULT_DEPTH_RANGE
+    # None means "the default"; any value given (0 included) is used as given, or refused — never replaced
+    near, far = DEFAULT_DEPTH_RANGE if depth_range is None else depth_range
+    if depth_scale is not None and not depth_scale > 0:
+        raise ConfigError(f"--depth-scale {depth_scale:g}: expected metres per depth unit > 0, e.g. 0.001 for "
+                          "millimetres")
+    if not 0 <= near < far:
+        raise ConfigError(f"--depth-range {near:g},{far:g}: expected NEAR,FAR in metres with 0 <= NEAR < FAR, "
+                          "e.g. 0.3,5")
     try:
-        return Preprocessing(modality=modality, input_size=input_size or model_meta.input_size,
+        return Preprocessing(modality=modality,
+                             input_size=model_meta.input_size if input_size is None else input_size,
                              mean=tuple(model_meta.mean), std=tuple(model_meta.std),
-                             depth_scale=depth_scale or DEFAULT_DEPTH_SCALE, depth_near=near, depth_far=far)
+                             depth_scale=DEFAULT_DEPTH_SCALE if depth_scale is None else depth_scale,
+                             depth_near=near, depth_far=far)
     except ValidationError as e:
         raise ConfigError("invalid preprocessing: " + "; ".join(err["msg"] for err in e.errors())) from None
 

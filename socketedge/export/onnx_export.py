@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import torch
 
 from socketedge.export.metadata import INPUT_NAME, OUTPUT_LABEL, OUTPUT_PROBS, ModelCard
 from socketedge.fuse import FusedModel
+from socketedge.utils.atomic import atomic_path
 
 OPSET = 18
 TWO_GB = 2 * 1024**3
@@ -104,12 +104,10 @@ def set_metadata(model: onnx.ModelProto, card: ModelCard) -> None:
 def save(model: onnx.ModelProto, path: Path) -> Path:
     """Write one self-contained file (no external data below 2 GB) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     large = model.ByteSize() >= TWO_GB
-    onnx.save_model(model, str(tmp), save_as_external_data=large,
-                    location=path.name + ".data" if large else None)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save_model(model, str(tmp), save_as_external_data=large,
+                        location=path.name + ".data" if large else None)
     return path
 
 

@@ -3,8 +3,9 @@
 
 ``export_model(ExportConfig(...))`` writes ``<out>`` (always an ``.onnx`` for the onnx format; for the tensorrt
 format the ONNX goes next to the engine), ``<onnx>.parity.json`` and, for TensorRT, ``<engine>`` +
-``<engine>.json``. A failed parity check still writes the artifact, marked ``parity.passed = false`` in its
-metadata; the result says so and the CLI exits 1. An existing ``.onnx`` can be turned into an engine on the
+``<engine>.json``. A candidate that fails its parity check never replaces ``<out>``: it is written beside it as
+``<name>.failed.onnx`` (+ its parity report), marked ``parity.passed = false`` in its metadata, so a good model
+already at ``<out>`` stays untouched; the result says so, the CLI exits 1 and ``run`` refuses such a file. An existing ``.onnx`` can be turned into an engine on the
 target device (``MODEL = model.onnx --format tensorrt``); its card is read from the file.
 """
 
@@ -41,6 +42,22 @@ class ExportConfig(BaseModel):
     max_batch: int = Field(8, ge=1)
     workspace_gb: float = Field(2.0, gt=0)
     timing_cache: Path | None = None
+
+
+def failed_path(path: Path) -> Path:
+    """Where a candidate that failed its parity check goes instead of ``path``: keep.onnx → keep.failed.onnx."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failed{path.suffix}")
+
+
+def check_threshold(threshold: float | None, criterion: str) -> None:
+    """--parity-threshold: a probability difference (max_abs) or an agreement share (top1), both in (0, 1]."""
+    if threshold is None:
+        return
+    what = "the largest allowed |Δp|" if criterion == "max_abs" else "the minimum top-1 agreement"
+    if not (0 < threshold <= 1):  # also refuses NaN
+        raise ConfigError(f"--parity-threshold {threshold:g}: expected a number in (0, 1], {what} "
+                          f"(e.g. {'1e-4' if criterion == 'max_abs' else '0.97'})")
 
 
 @dataclass
@@ -116,6 +133,10 @@ def _calibration_dir(cfg: ExportConfig, manifest) -> Path | None:
 def export_model(cfg: ExportConfig) -> ExportResult:
     fmt, prec = resolve(cfg.format, cfg.precision or "fp32")
     from socketedge.export.precision import INT8_ACTIVATIONS
+    from socketedge.utils.outputs import check_output_file
+
+    check_threshold(cfg.threshold, prec.criterion)
+    check_output_file(cfg.out, "--out", "model.engine" if fmt.name == "tensorrt" else "model.onnx")
 
     if cfg.int8_activations not in INT8_ACTIVATIONS:
         raise ConfigError(f"--int8-activations {cfg.int8_activations!r}: expected one of {', '.join(INT8_ACTIVATIONS)}")
@@ -195,6 +216,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     report["data"] = data
     card.parity = report
     onnx_path = cfg.out if fmt.name == "onnx" else cfg.out.with_suffix(".onnx")
+    if not report["passed"]:  # never over a model that may be good: beside it, under a name that says so
+        onnx_path = failed_path(onnx_path)
     onnx_export.set_metadata(graph, card)
     onnx_export.save(graph, onnx_path)
     parity_path = onnx_path.with_name(onnx_path.name + ".parity.json")

@@ -13,14 +13,13 @@ An engine only runs on the GPU model and TensorRT version it was built with: bui
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import onnx
 
-from socketedge.errors import ConfigError, ModelError, lazy_import
+from socketedge.errors import ConfigError, ModelError, lazy_import, short
 from socketedge.export.metadata import INPUT_NAME, ModelCard
-from socketedge.utils.atomic import write_json_atomic
+from socketedge.utils.atomic import write_bytes_atomic, write_json_atomic
 
 WHY = "an engine must be built on the target device with that device's TensorRT (on a Jetson: JetPack's)"
 
@@ -65,7 +64,7 @@ def build_engine(onnx_path: Path, engine_path: Path, card: ModelCard, frame_size
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(model.SerializeToString()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ModelError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {errors[:300]}")
+        raise ModelError(f"TensorRT {trt.__version__} cannot parse {onnx_path}: {short(errors, 300)}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
@@ -87,11 +86,8 @@ def build_engine(onnx_path: Path, engine_path: Path, card: ModelCard, frame_size
         raise ModelError(f"TensorRT {trt.__version__} could not build an engine from {onnx_path}; "
                          "see its log above (often: too little workspace, try a larger --workspace-gb)")
     engine_path = Path(engine_path)
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    tmp.write_bytes(bytes(serialized))
-    os.replace(tmp, engine_path)
-    cache_file.write_bytes(bytes(config.get_timing_cache().serialize()))
+    write_bytes_atomic(engine_path, bytes(serialized))
+    write_bytes_atomic(cache_file, bytes(config.get_timing_cache().serialize()))
 
     extra = dict(card.extra)
     extra["tensorrt"] = {

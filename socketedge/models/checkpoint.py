@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from safetensors.torch import save_file
 
 from socketedge.errors import ModelError
 from socketedge.models.source_model import FORMAT_VERSION, ModelMeta, SourceModel, build_source_model
+from socketedge.utils.atomic import atomic_path
 from socketedge.utils.versions import versions
 
 META_KEY = "socketedge"
@@ -20,11 +20,8 @@ META_KEY = "socketedge"
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     """Write a safetensors file via a temporary name so an interruption never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(Path(path)) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def read_tensors(path: Path, what: str = "checkpoint", load: bool = True,
@@ -42,6 +39,29 @@ def read_tensors(path: Path, what: str = "checkpoint", load: bool = True,
             f"{path} is not a socketedge {what} (expected a safetensors file; pickled .pth/.pt files are never "
             f"loaded here — wrap them with `socketedge import-source`): {type(e).__name__}") from None
     return tensors, header
+
+
+def torch_load_tensors(path: Path, what: str, instead: str):
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never pickled code. A file it
+    refuses or cannot read is one ModelError saying what the file is and what to do (``instead``) — torch's own
+    message is a page long and, cut to a line, ends mid-word."""
+    import pickle
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{what} {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only" in str(e).lower() or "weights_only" in str(e):
+            raise ModelError(f"{path} holds pickled Python objects (e.g. a whole model or an optimizer object), not "
+                             f"just tensors, and socketedge never unpickles them (they can run code); {instead}"
+                             ) from None
+        raise ModelError(f"{path} is not a PyTorch {what} (not a torch.save file); {instead}") from None
+    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, AttributeError, TypeError):
+        raise ModelError(f"{path} is not a readable PyTorch {what} (empty, truncated or another format); "
+                         f"{instead}") from None
 
 
 def save_source(model: SourceModel, path: Path) -> Path:

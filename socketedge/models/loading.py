@@ -28,12 +28,12 @@ def load_ensemble(paths: list[Path], modality: str | None = None, depth_scale: f
             ensemble, manifest = load_bundle(path)
             if modality and modality != manifest.modality:
                 raise ModelError(f"{path} was adapted to {manifest.modality} but --modality {modality} was given")
-            if depth_scale or depth_range:
+            if depth_scale is not None or depth_range is not None:
                 for m in ensemble.members:
                     spec = m.preprocess.spec
                     m.preprocess.spec = preprocessing_for(
-                        spec, spec.modality, depth_scale or spec.depth_scale,
-                        depth_range or (spec.depth_near, spec.depth_far), spec.input_size)
+                        spec, spec.modality, spec.depth_scale if depth_scale is None else depth_scale,
+                        (spec.depth_near, spec.depth_far) if depth_range is None else depth_range, spec.input_size)
             parts.append(ensemble)
         else:
             model = load_source(path)

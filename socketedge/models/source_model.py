@@ -21,6 +21,8 @@ from socketedge.models.backbones import get_backbone, last_linear, replace_modul
 
 FORMAT_VERSION = 1
 BOTTLENECK_DIM = 256
+# Smaller inputs vanish in the backbones' strided stages (a 1–7 px model trains on nothing): refused, not replaced
+MIN_INPUT_SIZE = 16
 
 
 class ModelMeta(BaseModel):
@@ -32,7 +34,7 @@ class ModelMeta(BaseModel):
     split: Literal["bottleneck", "last_linear"] = "bottleneck"
     class_names: list[str]
     feature_dim: int  # encoder output size (bottleneck width, or the penultimate width)
-    input_size: int
+    input_size: int = Field(ge=MIN_INPUT_SIZE)
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     modality: str = "rgb"  # what the model was trained on
@@ -120,7 +122,7 @@ def new_source_model(arch: str, class_names: list[str], pretrained: bool = False
                      **meta_fields) -> SourceModel:
     spec = get_backbone(arch)
     meta = ModelMeta(arch=arch, split="bottleneck", class_names=list(class_names), feature_dim=BOTTLENECK_DIM,
-                     input_size=input_size or spec.input_size, mean=spec.mean, std=spec.std, **meta_fields)
+                     input_size=spec.input_size if input_size is None else input_size, mean=spec.mean, std=spec.std, **meta_fields)
     return build_source_model(meta, pretrained=pretrained)
 
 
@@ -143,7 +145,7 @@ def wrap_torchvision_classifier(arch: str, state: dict[str, torch.Tensor], class
             f"unexpected {len(unexpected)} (e.g. {unexpected[0]!r})" if unexpected else "") if x)
         raise ModelError(f"weights do not match architecture {arch!r}: {what}; check --arch")
     meta = ModelMeta(arch=arch, split="last_linear", class_names=list(class_names), feature_dim=linear.in_features,
-                     input_size=input_size or spec.input_size, mean=tuple(mean or spec.mean),
+                     input_size=spec.input_size if input_size is None else input_size, mean=tuple(mean or spec.mean),
                      std=tuple(std or spec.std))
     model = build_source_model(meta)
     encoder_state = {k: v for k, v in full.state_dict().items() if not k.startswith(linear_name + ".")}

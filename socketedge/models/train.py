@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from socketedge.data.cache import TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set, split_indices
 from socketedge.data.folders import labeled_folder
@@ -27,8 +27,9 @@ from socketedge.errors import ConfigError, DataError
 from socketedge.models.checkpoint import save_source
 from socketedge.models.ensemble import Member
 from socketedge.models.predict import accuracy, predict
-from socketedge.models.source_model import SourceModel, new_source_model
+from socketedge.models.source_model import MIN_INPUT_SIZE, SourceModel, new_source_model
 from socketedge.utils.device import resolve_device
+from socketedge.utils.outputs import check_output_file
 from socketedge.utils.progress import format_terms, make_progress
 
 
@@ -38,18 +39,18 @@ class TrainSourceConfig(BaseModel):
     arch: str = "resnet50"
     pretrained: bool = False
     modality: str = "rgb"
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-2
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-2, gt=0)
     # The recipe's 0.1× is for a pretrained backbone; one trained from scratch needs the full rate.
-    backbone_lr_mult: float | None = None  # default: 0.1 with --pretrained, else 1.0
+    backbone_lr_mult: float | None = Field(None, ge=0)  # default: 0.1 with --pretrained, else 1.0
     weight_decay: float = 1e-3
     momentum: float = 0.9
     label_smoothing: float = 0.1
-    input_size: int | None = None
-    val_fraction: float = 0.1
+    input_size: int | None = Field(None, ge=MIN_INPUT_SIZE)
+    val_fraction: float = Field(0.1, gt=0, lt=1)
     # At least this many SGD steps in all: a small set gets more epochs (the LR schedule spans the real total).
-    min_steps: int = 500
+    min_steps: int = Field(500, ge=0)
     # Which weights to keep: "auto" = the best validation epoch when the validation split has at least
     # best_min_val images, else the final weights; "best" / "final" force one.
     select: str = "auto"
@@ -114,8 +115,13 @@ def set_lr(optimizer: torch.optim.Optimizer, progress: float) -> None:
 
 
 def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
+    check_output_file(cfg.out, "--out", "src.ckpt")
     images = labeled_folder(cfg.data, cfg.modality)
     n = len(images)
+    if len(images.class_names or []) < 2:
+        raise DataError(f"{cfg.data} has {len(images.class_names or [])} class folder(s) "
+                        f"({', '.join(images.class_names or []) or 'none'}); a classifier needs at least 2: "
+                        f"DATA/<class>/*.png for each class")
     if n < 4:
         raise DataError(f"{cfg.data} has {n} images; train-source needs at least a few per class")
     if not 0 < cfg.val_fraction < 1:

@@ -30,12 +30,12 @@ class BenchConfig(BaseModel):
     models: list[Path]
     backends: list[str] = Field(default_factory=lambda: ["auto"])  # e.g. onnxruntime-cpu, onnxruntime-cuda
     batches: list[int] = Field(default_factory=lambda: [1, 8])
-    threads: int | None = None
-    height: int = 480
-    width: int = 640
-    warmup: int = 10
-    iters: int = 100
-    loop_frames: int = 300  # frames through the live loop for its overhead; 0 skips it
+    threads: int | None = Field(None, ge=1)
+    height: int = Field(480, ge=1)
+    width: int = Field(640, ge=1)
+    warmup: int = Field(10, ge=0)
+    iters: int = Field(100, ge=1)
+    loop_frames: int = Field(300, ge=0)  # frames through the live loop for its overhead; 0 skips it
     seed: int = 0
 
 

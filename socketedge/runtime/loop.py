@@ -36,6 +36,7 @@ from socketedge.runtime.sinks import (
     display_available,
 )
 from socketedge.runtime.smoothing import Smoother, make_smoother
+from socketedge.utils.outputs import check_output_file
 from socketedge.utils.signals import sigterm_as_interrupt
 
 DEFAULT_CAMERA = "realsense://"  # the first RealSense found
@@ -55,6 +56,7 @@ class RunConfig(BaseModel):
     show: bool | None = None  # None: a window when a display is available, headless otherwise
     video: Path | None = None
     max_frames: int | None = Field(None, ge=1)
+    allow_failed_parity: bool = False  # run a model whose card records a failed export parity check (warned)
     queue_size: int = Field(4, ge=1)
     drop: Literal["auto", "always", "never"] = "auto"  # auto: drop oldest for live cameras, wait for recordings
     reconnect_initial_s: float = 0.2
@@ -184,6 +186,17 @@ def run_live(backend: Backend, open_frames: Callable[[], FrameSource], sinks: li
         loop_ms=1000 * elapsed / n if n else float("nan"), own_ms={**own.percentiles_ms(), "mean": own.mean_ms})
 
 
+def failed_parity(card) -> str | None:
+    """'<criterion> <worst> vs threshold <t>' when the model card records a failed export parity check."""
+    if card is None or card.parity_passed is not False:
+        return None
+    p = card.parity
+    try:
+        return f"{p['criterion']} {float(p['worst']):.4g} vs threshold {float(p['threshold']):g}"
+    except (KeyError, TypeError, ValueError):
+        return "recorded as failed"
+
+
 def build_sinks(config: RunConfig) -> list[Sink]:
     sinks: list[Sink] = []
     if config.console and config.json_out != "-":
@@ -204,6 +217,10 @@ def run(config: RunConfig, on_event: Callable[[str], None] | None = None,
     if "://" not in config.source:
         raise ConfigError(f"--source {config.source!r} is not a URI; e.g. realsense://, file://rec.db3, "
                           "session://DIR, folder://DIR, synthetic://")
+    if config.json_out not in (None, "-"):
+        check_output_file(config.json_out, "--json", "predictions.jsonl")
+    if config.video is not None:
+        check_output_file(config.video, "--video", "run.mp4")
     first = [open_source(config.source)]  # built (not opened) now: a bad URI fails before the model loads
 
     def open_frames() -> FrameSource:
@@ -213,6 +230,14 @@ def run(config: RunConfig, on_event: Callable[[str], None] | None = None,
     smoother = make_smoother(config.smooth, config.window)
     backoff = Backoff(config.reconnect_initial_s, 2.0, config.reconnect_max_s, config.reconnect_attempts)
     with open_backend(config.model, config.backend, config.provider, config.threads, config.require_gpu) as backend:
+        failed = failed_parity(backend.card)
+        if failed and not config.allow_failed_parity:
+            raise ModelError(f"{config.model} failed its parity check at export ({failed}): it may not compute "
+                             "what the adapted model does; re-export it, or pass --allow-failed-parity to run it")
+        if failed:
+            backend.warnings = [*getattr(backend, "warnings", []),
+                                f"{config.model.name} FAILED its parity check at export ({failed}); its "
+                                "predictions may differ from the adapted model's"]
         if on_backend is not None:
             on_backend(backend)
         return run_live(backend, open_frames, sinks, smoother, config.max_frames,

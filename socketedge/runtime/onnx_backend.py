@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.errors import ConfigError, DeviceError, ModelError
+from socketedge.errors import ConfigError, DeviceError, ModelError, short
 from socketedge.export.metadata import INPUT_NAME, OUTPUT_LABEL, OUTPUT_PROBS, PREFIX, ModelCard
 from socketedge.runtime.backends import Backend, check_probs, free_cores, register_backend
 
@@ -96,7 +96,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(model), sess_options=opts, providers=chain)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
-            raise ModelError(f"onnxruntime cannot load {model}: {str(e).splitlines()[0][:200]}") from None
+            raise ModelError(f"{model} is not a model onnxruntime can load ({short(e)}); export one with "
+                             "`socketedge export`") from None
         card = read_card(session, model)
         names_in = [i.name for i in session.get_inputs()]
         names_out = [o.name for o in session.get_outputs()]

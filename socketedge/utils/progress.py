@@ -17,8 +17,19 @@ from rich.progress import (
 console = Console(stderr=True)
 
 
+class _Progress(Progress):
+    """A transient bar leaves nothing behind, also when stderr is not a terminal (rich prints an empty line
+    there), so a command that fails inside one still ends in exactly its one error line."""
+
+    def stop(self) -> None:
+        if self.live.transient:
+            self.live.stop()
+        else:
+            super().stop()
+
+
 def make_progress(transient: bool = False, disable: bool = False) -> Progress:
-    return Progress(
+    return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

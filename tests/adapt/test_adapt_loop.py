@@ -123,3 +123,62 @@ def test_model_without_batchnorm_under_socket(make_dataset, tmp_path, cli):
             "--epochs", "1", "--lambda-d", "0", "--batch-size", "4")
     assert r.exit_code == 0, r.stderr
     assert (tmp_path / "b" / "bundle.json").exists()
+
+
+def test_sigterm_without_torchrun_checkpoints_like_ctrl_c(setup, tmp_path):
+    """Regression (issue 13, item 8): `docker stop` / `systemctl stop` send SIGTERM; a plain (non-torchrun) adapt
+    used to die with 143 and lose the epoch. Now the step finishes, a checkpoint is written, and --resume reaches
+    the same weights as an uninterrupted run."""
+    import os
+    import signal
+
+    full = adapt(_cfg(setup, tmp_path, out=tmp_path / "full"))
+
+    def sigterm_mid(step):
+        if step == 4:  # inside epoch 2 (3 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    missed = []  # a SIGTERM adapt did not handle lands here (instead of killing the test process)
+    previous = signal.signal(signal.SIGTERM, lambda *_: missed.append(1))
+    try:
+        cfg = _cfg(setup, tmp_path, out=tmp_path / "resumed")
+        with pytest.raises(AdaptInterrupted, match="--resume"):
+            adapt(cfg, on_step=sigterm_mid)
+        assert not missed
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    state = torch.load(tmp_path / "resumed" / "resume.pt", weights_only=True)
+    assert (state["epoch"], state["step"]) == (1, 1)  # the step in flight was finished, not cut
+    resumed = adapt(cfg.model_copy(update={"resume": True}))
+    a, _ = load_bundle(full.bundle)
+    b, _ = load_bundle(resumed.bundle)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+
+
+def test_sigterm_exits_130_through_the_cli(adapt_data, tmp_path):
+    """The real process: SIGTERM mid-run → one message naming --resume, exit code 130, checkpoint on disk."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    sources, target, ti = adapt_data
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "socketedge", "adapt", "--source", str(sources[0]), "--target",
+                             str(target / "depth"), "--ti", str(ti), "--out", str(out), "--epochs", "1000",
+                             "--batch-size", "8", "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env)
+    deadline = time.monotonic() + 180
+    while not (out / "resume.pt").exists():  # written after the first epoch: the loop is running
+        assert proc.poll() is None, proc.stderr.read().decode()[-800:]
+        assert time.monotonic() < deadline, "adapt wrote no checkpoint in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-800:]
+    assert "--resume" in err.decode() and "Traceback" not in err.decode()
+    state = torch.load(out / "resume.pt", weights_only=True)
+    assert state["epoch"] < 1000 and not (out / "bundle.json").exists()

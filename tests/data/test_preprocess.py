@@ -37,7 +37,7 @@ def test_invalid_range():
     from socketedge.models.source_model import new_source_model
 
     meta = new_source_model("tiny_cnn", ["a", "b"]).meta
-    with pytest.raises(ConfigError, match="near < far"):
+    with pytest.raises(ConfigError, match="NEAR < FAR"):
         preprocessing_for(meta, "depth", depth_range=(5.0, 1.0))
 
 

@@ -28,11 +28,34 @@ def test_failing_parity_exits_1_and_marks_the_artifact(cli, bundle1, tmp_path):
     result = cli("export", bundle1, "--out", out, "--parity-threshold", "1e-15")
     assert result.exit_code == 1
     assert "FAILED" in result.stderr and "failed its parity check" in result.stderr
-    assert out.is_file()  # kept, not deleted
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert not out.exists()  # never written under the name a deployment runs
+    failed = tmp_path / "strict.failed.onnx"  # the candidate is kept, under a name that says so
+    session = ort.InferenceSession(str(failed), providers=["CPUExecutionProvider"])
     card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
     assert card.parity_passed is False and card.parity["threshold"] == 1e-15
-    assert json.loads((tmp_path / "strict.onnx.parity.json").read_text())["passed"] is False
+    assert json.loads((tmp_path / "strict.failed.onnx.parity.json").read_text())["passed"] is False
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_failed_export_leaves_the_good_model_untouched_and_run_refuses_the_candidate(cli, bundle1, tmp_path):
+    """Regression (issue 13, item 1): a failing re-export over a good keep.onnx used to replace it, and `run`
+    then ran the failed model without a word."""
+    good = tmp_path / "keep.onnx"
+    assert cli("export", bundle1, "--out", good).exit_code == 0
+    before = (good.read_bytes(), (tmp_path / "keep.onnx.parity.json").read_bytes())
+    result = cli("export", bundle1, "--out", good, "--parity-threshold", "1e-15")
+    assert result.exit_code == 1 and f"{good} is unchanged" in result.stderr
+    assert (good.read_bytes(), (tmp_path / "keep.onnx.parity.json").read_bytes()) == before
+    failed = tmp_path / "keep.failed.onnx"
+    assert failed.is_file()
+    ok = cli("run", good, "--source", "synthetic://?size=40&frames=2", "--headless", "--quiet")
+    assert ok.exit_code == 0, ok.stderr
+    refused = cli("run", failed, "--source", "synthetic://?size=40&frames=2", "--headless", "--quiet")
+    one_line_error(refused, "failed its parity check", "--allow-failed-parity")
+    forced = cli("run", failed, "--source", "synthetic://?size=40&frames=2", "--headless", "--quiet",
+                 "--allow-failed-parity")
+    assert forced.exit_code == 0, forced.stderr
+    assert "warning:" in forced.stderr and "FAILED its parity check" in forced.stderr
 
 
 def test_source_checkpoint_exports_with_modality(cli, tmp_path, target_dir):

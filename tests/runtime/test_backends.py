@@ -113,7 +113,7 @@ def test_model_without_card_is_refused(tmp_path):
     with pytest.raises(ModelError, match="no socketedge model card"):
         open_backend(path)
     (tmp_path / "junk.onnx").write_bytes(b"not a model")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="not a model onnxruntime can load"):
         open_backend(tmp_path / "junk.onnx")
 
 
