@@ -79,12 +79,10 @@ def op_times_ms(model: bytes | str | Path, frames: np.ndarray, threads: int = 1,
             events = json.load(fh)
         os.remove(trace)
     totals: dict[str, float] = defaultdict(float)
-    counts: Counter = Counter()
     for e in events:
         if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
             op = e.get("args", {}).get("op_name", "?")
             totals[op] += e["dur"] / 1e3
-            counts[op] += 1
     # the profile covers the warm-up runs too: average over every recorded run of each node
     node_runs = warmup + runs
     return dict(sorted(((op, t / node_runs) for op, t in totals.items()), key=lambda kv: -kv[1]))

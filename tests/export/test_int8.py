@@ -16,7 +16,7 @@ from socketedge.export.metadata import INPUT_NAME, ModelCard
 from socketedge.export.pipeline import ExportConfig, export_model
 from socketedge.fuse import fuse
 from socketedge.models.bundle import load_bundle, read_manifest
-from socketedge.runtime.ort_profile import kernel_census
+from socketedge.runtime.ort_profile import kernel_census, op_times_ms
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,8 @@ def test_uint8_activations_for_onnxruntime_cpu(exported, target_dir):
     assert census.float_fallback == 0 and census.quantized == sum(
         n.op_type in ("Conv", "Gemm") for n in fp32.graph.node), census
     assert census.ops.get("QuantizeLinear") == 2 and census.ops.get("DequantizeLinear") == 2, census
+    times = op_times_ms(model.SerializeToString(), frames[0][None, None], runs=2, warmup=1)
+    assert "QLinearConv" in times and "Conv" not in times and all(t >= 0 for t in times.values())
     ops = [n.op_type for n in model.graph.node if n.op_type != "DequantizeLinear"]
     assert "QuantizeLinear" not in ops[:ops.index("Div")] and "Softmax" in ops
 
