@@ -78,6 +78,12 @@ def register(app: typer.Typer) -> None:
                              f"{o.in_loop_overhead_ms:.3f}", f"{o.in_loop_overhead_pct:.1f}", f"{o.own_p50_ms:.3f}",
                              f"{o.own_pct:.1f}")
             console.print(loop)
+        if report.precision_choices:
+            from socketedge.runtime.bench import choice_table
+
+            for name, record in report.precision_choices.items():
+                console.print(choice_table(record, f"{name}: precision chosen at export (--precision auto, "
+                                                   f"{record['backend']})"))
         for line in report.skipped:
             console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
         if json_out is not None:

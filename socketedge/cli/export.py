@@ -29,7 +29,9 @@ def register(app: typer.Typer) -> None:
         model: Path = typer.Argument(..., help="Adapted bundle directory or source .ckpt (or, with --format "
                                      "tensorrt, an exported .onnx to build the engine from)."),
         out: Path = typer.Option(..., "--out", "-o", help="model.onnx (--format onnx) or model.engine (tensorrt)."),
-        precision: str = typer.Option(None, "--precision", "-p", help="fp32 (default) | fp16 | int8."),
+        precision: str = typer.Option(None, "--precision", "-p", help="fp32 (default) | fp16 | int8 | auto: "
+                                      "measure fp32, fp16 and both int8 forms on this machine and keep the fastest "
+                                      "that agrees with fp32."),
         calib: Path = typer.Option(None, "--calib", help="Target frames for int8 calibration and the parity "
                                    "check (default: the bundle's target folder)."),
         fmt: str = typer.Option("onnx", "--format", "-f", help="onnx | tensorrt."),
@@ -42,6 +44,13 @@ def register(app: typer.Typer) -> None:
         int8_activations: str = typer.Option("int8", "--int8-activations", help="int8: symmetric, for TensorRT "
                                              "and onnxruntime | uint8: asymmetric, faster in onnxruntime on x86 "
                                              "CPUs, not for TensorRT."),
+        auto_min_agreement: float = typer.Option(0.99, "--auto-min-agreement", min=0.0, max=1.0,
+                                                 help="--precision auto: minimum top-1 agreement with fp32 on "
+                                                 "the calibration frames."),
+        auto_backend: str = typer.Option("onnxruntime-cpu", "--auto-backend", help="--precision auto: the "
+                                         "backend the model will run on (as `run --backend`)."),
+        auto_threads: int = typer.Option(None, "--auto-threads", min=1, help="--precision auto: CPU threads "
+                                         "to time with (default: the free cores)."),
         frame_size: str = typer.Option(None, "--frame-size", help="TensorRT profile frame size HxW (default: "
                                        "the calibration frames', else 480x640)."),
         max_batch: int = typer.Option(8, "--max-batch", min=1, help="TensorRT profile maximum batch."),
@@ -57,10 +66,16 @@ def register(app: typer.Typer) -> None:
 
         cfg = ExportConfig(model=model, out=out, format=fmt, precision=precision, calib=calib, modality=modality,
                            calib_frames=calib_frames, threshold=threshold, int8_activations=int8_activations,
+                           auto_min_agreement=auto_min_agreement, auto_backend=auto_backend,
+                           auto_threads=auto_threads,
                            frame_size=_frame_size(frame_size),
                            max_batch=max_batch, workspace_gb=workspace_gb, timing_cache=timing_cache)
         result = export_model(cfg)
         card = result.card
+        if "precision_auto" in card.extra:
+            from socketedge.runtime.bench import choice_table
+
+            console.print(choice_table(card.extra["precision_auto"]))
         if card.parity:
             console.print(table(card.parity))
         for note in result.notes:

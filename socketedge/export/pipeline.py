@@ -7,6 +7,8 @@ format the ONNX goes next to the engine), ``<onnx>.parity.json`` and, for Tensor
 ``<name>.failed.onnx`` (+ its parity report), marked ``parity.passed = false`` in its metadata, so a good model
 already at ``<out>`` stays untouched; the result says so, the CLI exits 1 and ``run`` refuses such a file. An existing ``.onnx`` can be turned into an engine on the
 target device (``MODEL = model.onnx --format tensorrt``); its card is read from the file.
+``precision="auto"`` builds fp32, fp16 and both int8 forms, measures them on this machine (export/auto.py) and
+keeps the fastest that agrees with fp32; the card's ``extra["precision_auto"]`` says what was measured and why.
 """
 
 from __future__ import annotations
@@ -31,12 +33,18 @@ class ExportConfig(BaseModel):
     model: Path  # bundle directory, source .ckpt, or (tensorrt format only) an exported .onnx
     out: Path
     format: str = "onnx"
-    precision: str | None = None  # default fp32; for an .onnx MODEL, the graph's own precision
+    precision: str | None = None  # default fp32; auto: measured (export/auto.py); for an .onnx MODEL, its own
     calib: Path | None = None  # default: the bundle's target folder (config["target"])
     modality: str | None = None
     calib_frames: int = Field(64, ge=1)
     threshold: float | None = None  # parity threshold; default from the precision table
-    int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; faster onnxruntime on x86)
+    int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; onnxruntime's int8 kernels)
+    # --precision auto: minimum top-1 agreement with fp32 on the calibration frames, and how candidates are timed
+    auto_min_agreement: float = Field(0.99, ge=0, le=1)
+    auto_backend: str = "onnxruntime-cpu"  # the runtime backend the model will be deployed with
+    auto_threads: int | None = Field(None, ge=1)  # default: the free cores, as `run` uses
+    auto_warmup: int = Field(5, ge=0)
+    auto_iters: int = Field(30, ge=1)
     # TensorRT
     frame_size: tuple[int, int] | None = None  # (H, W) of the engine profile; default: the calibration frames'
     max_batch: int = Field(8, ge=1)
@@ -131,7 +139,8 @@ def _calibration_dir(cfg: ExportConfig, manifest) -> Path | None:
 
 
 def export_model(cfg: ExportConfig) -> ExportResult:
-    fmt, prec = resolve(cfg.format, cfg.precision or "fp32")
+    auto = cfg.precision == "auto"
+    fmt, prec = resolve(cfg.format, "fp32" if auto else cfg.precision or "fp32")
     from socketedge.export.precision import INT8_ACTIVATIONS
     from socketedge.utils.outputs import check_output_file
 
@@ -140,6 +149,11 @@ def export_model(cfg: ExportConfig) -> ExportResult:
 
     if cfg.int8_activations not in INT8_ACTIVATIONS:
         raise ConfigError(f"--int8-activations {cfg.int8_activations!r}: expected one of {', '.join(INT8_ACTIVATIONS)}")
+    if auto and fmt.name != "onnx":
+        raise ConfigError("--precision auto times onnxruntime candidates; for --format tensorrt pass --precision "
+                          "fp32|fp16|int8 (TensorRT picks its kernels when it builds the engine)")
+    if auto and cfg.int8_activations != "int8":
+        raise ConfigError("--precision auto tries both int8 activation forms itself; drop --int8-activations")
     if cfg.int8_activations != "int8" and (fmt.name == "tensorrt" or prec.name != "int8"):
         raise ConfigError("--int8-activations uint8 is for --precision int8 graphs run by onnxruntime; TensorRT's "
                           "explicit quantization needs symmetric int8 activations")
@@ -170,9 +184,9 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     if calib is not None:
         frames = load_frames(calib, modality, cfg.calib_frames)
         data = f"{len(frames)} {modality} frames from {calib}"
-    elif prec.name == "int8":
-        raise ConfigError("int8 needs real target frames to calibrate on: pass --calib DIR (the model "
-                          f"{cfg.model} records no target folder)")
+    elif prec.name == "int8" or auto:
+        raise ConfigError(f"{'--precision auto' if auto else 'int8'} needs real target frames to calibrate and "
+                          f"check on: pass --calib DIR (the model {cfg.model} records no target folder)")
     else:
         frames = synthetic_frames(modality, (120, 160), 16)
         data = "synthetic (no --calib and no target folder recorded in the model)"
@@ -191,11 +205,22 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         raw_dtype = getattr(torch, ensemble.members[0].preprocess.spec.raw_dtype)
         graph = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype)))
         progress.advance(stages)
-        stage(f"{prec.name} graph")
-        if prec.name == "fp16":
+        stage("choosing precision" if auto else f"{prec.name} graph")
+        activations, auto_record = cfg.int8_activations, None
+        if auto:
+            from socketedge.export import auto as auto_precision
+            from socketedge.export.formats import PRECISIONS
+
+            choice = auto_precision.select(
+                fused, graph, frames, build_card(ensemble, manifest, cfg.model, "fp32"),
+                min_agreement=cfg.auto_min_agreement, backend=cfg.auto_backend, threads=cfg.auto_threads,
+                warmup=cfg.auto_warmup, iters=cfg.auto_iters, progress=progress)
+            graph, prec, auto_record = choice.graph, PRECISIONS.get(choice.candidate.precision), choice.record
+            activations = choice.candidate.int8_activations or activations
+        elif prec.name == "fp16":
             graph = precision.to_fp16(graph)
         elif prec.name == "int8":
-            graph = precision.to_int8(graph, frames, cfg.int8_activations)
+            graph = precision.to_int8(graph, frames, activations)
         progress.advance(stages)
         stage("checking")
         onnx_export.check(graph)
@@ -209,7 +234,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     card.extra.update({
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
         "calibration": data, "format": fmt.name,
-        **({"int8_activations": cfg.int8_activations} if prec.name == "int8" else {}),
+        **({"int8_activations": activations} if prec.name == "int8" else {}),
+        **({"precision_auto": auto_record} if auto_record else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
                   "parametrizations_removed": f.parametrizations_removed, "notes": f.notes} for f in folds]})
 

@@ -3,11 +3,27 @@
 - fp16: onnxruntime's float16 converter turns the encoders and classifiers to float16; the preprocessing (depth
   units → metres → [0, 1], resize, normalisation), the softmax / ζ-mixing and the graph inputs and outputs stay
   float32, with Cast nodes at the borders.
-- int8: onnxruntime's static quantization in QDQ format — per-channel symmetric int8 weights, symmetric int8
-  activations (zero point 0, what TensorRT's explicit quantization requires), MinMax ranges calibrated on real
-  target frames fed at their own resolution (the graph resizes them). Only Conv / Gemm / MatMul are quantized;
-  the preprocessing and the mixing stay float32. For onnxruntime on an x86 CPU, asymmetric uint8 activations
-  run faster (its fast kernels are u8×s8; benchmarks/export_latency.py), but TensorRT does not take them.
+- int8: onnxruntime's static quantization in QDQ format, per-channel symmetric int8 weights, MinMax ranges
+  calibrated on real target frames fed at their own resolution (the graph resizes them). The preprocessing and
+  the softmax / ζ-mixing always stay float32. Two activation forms:
+
+  - ``int8`` (the default; TensorRT's form): symmetric int8 activations (zero point 0, what TensorRT's explicit
+    quantization requires) on the inputs of Conv / Gemm / MatMul only. TensorRT fuses each Conv with its ReLU
+    and the Q that follows. onnxruntime's CPU provider cannot: its QDQ fusion needs DQ → Conv → Q, and a ReLU
+    before a symmetric Q is no no-op (it is removed only when the Q's zero point is the type's minimum), so every
+    Conv followed by ReLU stays a float Conv with DequantizeLinear on its weights at every run — slower than
+    fp32 (saved optimized graph and per-node profile: ``benchmarks/export_latency.py``).
+  - ``uint8`` (onnxruntime on CPUs): asymmetric uint8 activations and every op of the network body quantized
+    (Conv, Add, pooling, Gemm, …; the float regions above excluded by name), so the ReLUs fold into the Qs and the
+    optimizer fuses each DQ → Conv → Q into a QLinearConv (u8×s8 kernels; residual Adds become QLinearAdd).
+    Weights use ``reduce_range`` (7-bit): x86 CPUs with AVX2 or AVX-512 but no VNNI multiply u8×s8 with
+    VPMADDUBSW, whose 16-bit pair sums saturate with full-range weights (onnxruntime's quantization docs; on one
+    NTU frame it brought the probabilities 2.5–19× closer to fp32 for resnet18 / Lite0 / MobileNetV3). On VNNI
+    (VPDPBUSD) and ARM dot-product CPUs nothing saturates and the 7-bit weights cost little with per-channel
+    scales. TensorRT does not take this form.
+
+``socketedge export --precision auto`` (export/auto.py) measures these forms against fp32 and fp16 on the
+deployment machine and keeps the fastest one that agrees with fp32.
 """
 
 from __future__ import annotations
@@ -159,10 +175,13 @@ class FrameReader:
 INT8_ACTIVATIONS = ("int8", "uint8")
 
 
-def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8") -> onnx.ModelProto:
-    """Static QDQ quantization of a float32 graph calibrated on ``frames``: int8 per-channel symmetric weights;
-    activations symmetric int8 (TensorRT's explicit quantization needs it) or, for onnxruntime on x86 CPUs
-    (whose fast int8 kernels are u8×s8), asymmetric uint8."""
+def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
+            reduce_range: bool | None = None) -> onnx.ModelProto:
+    """Static QDQ quantization of a float32 graph calibrated on ``frames``: per-channel symmetric int8 weights;
+    ``activations`` "int8" (symmetric, Conv / Gemm / MatMul inputs: TensorRT's explicit quantization) or
+    "uint8" (asymmetric, the whole network body, 7-bit weights: onnxruntime's QLinearConv kernels on CPUs).
+    The preprocessing and the softmax / ζ-mixing stay float32 in both (module docstring). ``reduce_range``
+    overrides the form's weight range (7-bit for uint8, 8-bit for int8)."""
     if activations not in INT8_ACTIVATIONS:
         raise ValueError(f"activations must be one of {INT8_ACTIVATIONS}, got {activations!r}")
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -172,6 +191,7 @@ def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str =
     class Reader(FrameReader, CalibrationDataReader):
         pass
 
+    symmetric = activations == "int8"
     with tempfile.TemporaryDirectory(prefix="socketedge-int8-") as tmp:
         src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         onnx.save_model(model, str(src))
@@ -179,9 +199,15 @@ def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str =
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
         except Exception:  # a graph the pre-processor cannot handle is still quantizable as is
             pre = src
+        prepared = onnx.load_model(str(pre))
+        keep_float = float32_regions(prepared)  # names every node; computed on the graph being quantized
+        onnx.save_model(prepared, str(pre))
         quantize_static(
-            str(pre), str(out), Reader(frames), quant_format=QuantFormat.QDQ, op_types_to_quantize=INT8_OPS,
-            per_channel=True, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            activation_type=QuantType.QInt8 if activations == "int8" else QuantType.QUInt8,
-            extra_options={"ActivationSymmetric": activations == "int8", "WeightSymmetric": True})
+            str(pre), str(out), Reader(frames), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=INT8_OPS if symmetric else None, nodes_to_exclude=keep_float,
+            per_channel=True, reduce_range=not symmetric if reduce_range is None else reduce_range,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
         return onnx.load_model(str(out))

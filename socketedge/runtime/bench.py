@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,10 +86,12 @@ class BenchReport:
     rows: list[BenchRow]
     overhead: list[LoopOverhead]
     skipped: list[str]  # "backend: why" for backends this machine cannot run
+    # model name → the comparison `export --precision auto` recorded in its card, when it was chosen that way
+    precision_choices: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"rows": [r.to_dict() for r in self.rows], "overhead": [o.to_dict() for o in self.overhead],
-                "skipped": self.skipped}
+                "skipped": self.skipped, "precision_choices": self.precision_choices}
 
 
 def random_frames(card: ModelCard, batch: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -114,6 +116,41 @@ def time_backend(backend: Backend, frames: np.ndarray, warmup: int, iters: int) 
         backend.infer(frames)
         meter.add(time.perf_counter() - t0)
     return meter
+
+
+def time_interleaved(backends: dict[str, Backend], frames: np.ndarray, warmup: int,
+                     iters: int) -> dict[str, LatencyMeter]:
+    """Latency of several backends on the same frames, timed round-robin (run i of every backend, then run
+    i + 1, …) so load that comes and goes on a shared machine hits every backend alike and their ratios hold."""
+    for backend in backends.values():
+        time_backend(backend, frames, warmup, 0)
+    meters = {name: LatencyMeter(capacity=max(iters, 1)) for name in backends}
+    for _ in range(iters):
+        for name, backend in backends.items():
+            t0 = time.perf_counter()
+            backend.infer(frames)
+            meters[name].add(time.perf_counter() - t0)
+    return meters
+
+
+def choice_table(record: dict, title: str | None = None):
+    """The ``--precision auto`` comparison stored in a model card (``extra["precision_auto"]``) as a rich table."""
+    from rich.table import Table
+
+    base = next((c["median_ms"] for c in record["candidates"] if c["name"] == "fp32"), None)
+    t = Table(title=title or f"--precision auto: {record['chosen']} chosen ({record['backend']}, "
+                             f"{record['frame'][0]}x{record['frame'][1]} frames)",
+              caption=record["reason"])
+    for col in ("candidate", "median ms", "p90 ms", "× fp32 speed", "top-1 vs fp32", "kernels", "verdict"):
+        t.add_column(col, justify="right" if col.endswith(("ms", "speed", "fp32")) else "left")
+    for c in record["candidates"]:
+        speed = f"{base / c['median_ms']:.2f}" if base and c.get("median_ms") else "-"
+        verdict = "[green]chosen[/]" if c["name"] == record["chosen"] else c.get("verdict", "")
+        t.add_row(c["name"], f"{c['median_ms']:.2f}" if c.get("median_ms") else "-",
+                  f"{c['p90_ms']:.2f}" if c.get("p90_ms") else "-", speed,
+                  f"{100 * c['agreement']:.2f}%" if c.get("agreement") is not None else "-",
+                  c.get("kernels") or "-", verdict)
+    return t
 
 
 class RepeatSource(FrameSource):
@@ -200,6 +237,7 @@ def bench(config: BenchConfig) -> BenchReport:
     rows: list[BenchRow] = []
     overheads: list[LoopOverhead] = []
     skipped: list[str] = []
+    choices: dict[str, dict] = {}
     plan = [(m, b) for m in config.models for b in (default_backends(m) if config.backends == ["auto"]
                                                     else config.backends)]
     with make_progress(transient=True) as progress:
@@ -217,6 +255,8 @@ def bench(config: BenchConfig) -> BenchReport:
                 progress.advance(task, len(config.batches))
                 continue
             with backend:
+                if "precision_auto" in backend.card.extra:
+                    choices[model.name] = backend.card.extra["precision_auto"]
                 for batch in config.batches:
                     progress.update(task, terms=f"{backend.name} batch {batch}")
                     x = random_frames(backend.card, batch, config.height, config.width, config.seed)
@@ -232,4 +272,4 @@ def bench(config: BenchConfig) -> BenchReport:
                     progress.update(task, terms=f"{backend.name} live loop")
                     overheads.append(loop_overhead(backend, config.loop_frames, config.height, config.width,
                                                    config.warmup))
-    return BenchReport(rows, overheads, skipped)
+    return BenchReport(rows, overheads, skipped, choices)

@@ -16,6 +16,7 @@ from socketedge.export.metadata import INPUT_NAME, ModelCard
 from socketedge.export.pipeline import ExportConfig, export_model
 from socketedge.fuse import fuse
 from socketedge.models.bundle import load_bundle, read_manifest
+from socketedge.runtime.ort_profile import kernel_census, op_times_ms
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,18 @@ def test_uint8_activations_for_onnxruntime_cpu(exported, target_dir):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     probs = session.run(None, {INPUT_NAME: np.stack(frames[:4])[:, None]})[0]
     assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-3)
+    # what onnxruntime's optimizer makes of it: every convolution / Gemm an int8 kernel, no float fallback, and
+    # the preprocessing and the softmax still float: Q/DQ only after the normalisation, around the global pooling
+    # (a float ReduceMean) and before the softmax
+    census = kernel_census(model.SerializeToString())
+    assert census.float_fallback == 0 and census.quantized == sum(
+        n.op_type in ("Conv", "Gemm") for n in fp32.graph.node), census
+    assert census.ops.get("QuantizeLinear") == 2 and census.ops.get("DequantizeLinear") == 2, census
+    times = op_times_ms(model.SerializeToString(), frames[0][None, None], runs=2, warmup=1)
+    assert "QLinearConv" in times and "Conv" not in times and all(t >= 0 for t in times.values())
+    ops = [n.op_type for n in model.graph.node if n.op_type != "DequantizeLinear"]
+    assert "QuantizeLinear" not in ops[:ops.index("Div")] and "Softmax" in ops
+
 
 
 def test_uint8_activations_only_for_int8_onnx(cli, bundle1, tmp_path):

@@ -1,0 +1,145 @@
+"""`export --precision auto`: the choice logic on fixed numbers, and the whole path through a stub backend whose
+candidates take fixed times (the real measurement is benchmarks/export_latency.py's)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from socketedge.export.auto import Measured, choose
+from socketedge.export.metadata import ModelCard
+from socketedge.export.pipeline import ExportConfig, export_model
+from socketedge.runtime.backends import register_backend
+from socketedge.runtime.onnx_backend import OnnxRuntimeBackend
+
+# seconds per inference of each candidate in the stub: int8-uint8 clearly the fastest, then int8
+TIMES = {"fp32": 0.02, "fp16": 0.03, "int8": 0.01, "int8-uint8": 0.002}
+CORRUPT: set[str] = set()  # candidates whose stub answers with the wrong class (the tolerance test)
+
+
+def candidate_of(card: ModelCard) -> str:
+    return "int8-uint8" if card.extra.get("int8_activations") == "uint8" else card.precision
+
+
+@register_backend("stubtimed")
+class FixedTimingBackend(OnnxRuntimeBackend):
+    """onnxruntime on CPU for the real outputs, but each candidate takes a fixed time per inference."""
+
+    @classmethod
+    def open(cls, model, provider="auto", threads=None, require_gpu=False, iobinding=None):
+        return super().open(model, provider="cpu", threads=1)
+
+    def infer(self, frames):
+        probs, label = super().infer(frames)
+        name = candidate_of(self.card)
+        time.sleep(TIMES[name])
+        if name in CORRUPT:
+            probs = np.roll(probs, 1, axis=1)
+            label = probs.argmax(1)
+        return probs, label
+
+
+def measured(name, ms, agreement=1.0, precision="int8"):
+    return Measured(name, precision, None, median_ms=ms, agreement=agreement)
+
+
+def test_choose_keeps_the_fastest_candidate_that_agrees():
+    cands = [measured("fp32", 50, precision="fp32"), measured("fp16", 80), measured("int8", 90),
+             measured("int8-uint8", 30)]
+    chosen, reason = choose(cands, 0.99)
+    assert chosen.name == "int8-uint8" and "1.67× faster than fp32" in reason
+    assert cands[1].verdict.startswith("slower")
+
+
+def test_choose_respects_the_agreement_tolerance():
+    cands = [measured("fp32", 50, precision="fp32"), measured("int8", 40, agreement=0.995),
+             measured("int8-uint8", 30, agreement=0.98)]
+    assert choose(cands, 0.99)[0].name == "int8"
+    assert "rejected: top-1 agreement 98.00% < 99.00%" == cands[2].verdict
+    assert choose(cands, 0.97)[0].name == "int8-uint8"
+    chosen, reason = choose(cands, 0.999)
+    assert chosen.name == "fp32" and reason.startswith("fp32 kept")
+
+
+def test_choose_prefers_the_more_exact_candidate_within_the_margin():
+    cands = [measured("fp32", 50, precision="fp32"), measured("int8-uint8", 48.5)]
+    chosen, reason = choose(cands, 0.99)
+    assert chosen.name == "fp32" and "only 1.03× faster" in reason
+    assert "more exact fp32" in cands[1].verdict
+
+
+def test_choose_skips_candidates_that_failed():
+    cands = [measured("fp32", 50, precision="fp32"), Measured("fp16", "fp16", None, error="no kernel")]
+    assert choose(cands, 0.99)[0].name == "fp32" and cands[1].verdict == "failed: no kernel"
+
+
+def _auto(bundle, out, **kw):
+    return export_model(ExportConfig(model=bundle, out=out, precision="auto", auto_backend="stubtimed",
+                                     auto_warmup=0, auto_iters=3, calib_frames=8, **kw))
+
+
+def test_auto_picks_the_clearly_faster_variant(trained_bundle, tmp_path, cli):
+    result = _auto(trained_bundle, tmp_path / "auto.onnx")
+    record = result.card.extra["precision_auto"]
+    assert record["chosen"] == "int8-uint8", record
+    assert result.passed and result.card.precision == "int8" and result.card.extra["int8_activations"] == "uint8"
+    by_name = {c["name"]: c for c in record["candidates"]}
+    assert set(by_name) == {"fp32", "fp16", "int8", "int8-uint8"}
+    assert by_name["int8-uint8"]["median_ms"] < by_name["int8"]["median_ms"] < by_name["fp32"]["median_ms"]
+    assert all(c["agreement"] >= 0.99 for c in by_name.values())
+    assert "faster than fp32" in record["reason"] and record["backend"] == "stubtimed"
+    assert "int8 /" in by_name["int8-uint8"]["kernels"]  # the onnxruntime kernel census is recorded
+    # the file written is the chosen graph, and its card says so
+    model = onnx.load(str(result.onnx_path))
+    zero_points = [numpy_helper.to_array(t) for t in model.graph.initializer if t.name.endswith("_zero_point")]
+    assert any(z.dtype == np.uint8 for z in zero_points)
+    card = ModelCard.from_props(dict(ort.InferenceSession(
+        str(result.onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map))
+    assert card.extra["precision_auto"]["chosen"] == "int8-uint8"
+    # `bench` shows the comparison recorded at export
+    shown = cli("bench", result.onnx_path, "--batch", "1", "--iters", "2", "--warmup", "0", "--loop-frames", "0",
+                "--shape", "40x40")
+    assert shown.exit_code == 0, shown.stderr
+    text = shown.stdout + shown.stderr
+    assert "precision chosen at export" in text and "int8-uint8" in text and "chosen" in text
+
+
+def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
+    CORRUPT.add("int8-uint8")
+    try:
+        result = _auto(trained_bundle, tmp_path / "auto.onnx")
+    finally:
+        CORRUPT.clear()
+    record = result.card.extra["precision_auto"]
+    by_name = {c["name"]: c for c in record["candidates"]}
+    assert by_name["int8-uint8"]["verdict"].startswith("rejected: top-1 agreement")
+    assert record["chosen"] == "int8" and result.card.extra["int8_activations"] == "int8"
+    # no reduced precision allowed to differ at all, and int8 differing a little: fp32 is kept
+    strict = _auto(trained_bundle, tmp_path / "strict.onnx", auto_min_agreement=1.0)
+    chosen = strict.card.extra["precision_auto"]["chosen"]
+    agreements = {c["name"]: c["agreement"] for c in strict.card.extra["precision_auto"]["candidates"]}
+    assert agreements[chosen] == 1.0
+
+
+def test_auto_needs_calibration_frames_and_the_onnx_format(cli, tmp_path, bundle1):
+    from socketedge.models.checkpoint import save_source
+    from socketedge.models.source_model import new_source_model
+
+    from export_helpers import CLASSES
+
+    ckpt = save_source(new_source_model("tiny_cnn", CLASSES), tmp_path / "src.ckpt")
+    r = cli("export", ckpt, "--out", tmp_path / "a.onnx", "--modality", "depth", "--precision", "auto")
+    assert r.exit_code == 1 and "--calib" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = cli("export", bundle1, "--out", tmp_path / "a.onnx", "--precision", "auto", "--int8-activations", "uint8")
+    assert r.exit_code == 1 and "drop --int8-activations" in r.stderr
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_corruption():
+    yield
+    CORRUPT.clear()
