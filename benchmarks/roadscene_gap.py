@@ -104,6 +104,8 @@ def main() -> None:
     p.add_argument("--lambda-d", type=float, default=0.3)
     p.add_argument("--device", default="auto")
     p.add_argument("--methods", default="shot,socket")
+    p.add_argument("--no-recalibrate-bn", action="store_true",
+                   help="keep the source's BatchNorm statistics to start and the moving average at the end")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -126,7 +128,8 @@ def main() -> None:
             cfg = AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / f"bundle_{method}",
                               ti=work / "ti" if method == "socket" else None, gap_pairs=work / "gap",
                               method=method, epochs=args.epochs, seed=args.seed, device=args.device,
-                              lambda_ti=args.lambda_ti, lambda_d=args.lambda_d)
+                              lambda_ti=args.lambda_ti, lambda_d=args.lambda_d,
+                              recalibrate_bn=not args.no_recalibrate_bn)
             gap = adapt(cfg).metrics["gap"]
             rows[method] = {"before": gap["before"]["mixed"], "after": gap["after"]["mixed"]}
         table = Table(title=f"held-out RoadScene pairs (n={n_held}): RGB (frozen source) vs thermal features, "
