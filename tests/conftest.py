@@ -57,3 +57,12 @@ def cli(capsys):
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """Skip adapt's matplotlib plots (seconds each; tests/adapt covers them) where a test compares numbers."""
+    import socketedge.adapt.plots as plots
+
+    monkeypatch.setattr(plots, "plot_history", lambda *a, **k: None)
+    monkeypatch.setattr(plots, "plot_gap", lambda *a, **k: None)

@@ -35,14 +35,6 @@ def _write_pairs(root: Path, classes: list[str], offset: int, per_class: int, se
     return root
 
 
-@pytest.fixture
-def no_plots(monkeypatch):
-    import socketedge.adapt.plots as plots
-
-    monkeypatch.setattr(plots, "plot_history", lambda *a, **k: None)
-    monkeypatch.setattr(plots, "plot_gap", lambda *a, **k: None)
-
-
 def test_nir_source_adapted_to_rgb_exported_and_run_on_colour_frames(cli, tmp_path, no_plots):
     torch.set_num_threads(1)
     task = _write_pairs(tmp_path / "task", CLASSES, 0, per_class=6, seed=0)

@@ -47,15 +47,6 @@ def _as_import(ti: Path, root: Path, scale: float) -> Path:
 
 
 @pytest.fixture
-def no_plots(monkeypatch):
-    """The runs here compare numbers; their plots (seconds each, tested elsewhere) are skipped."""
-    import socketedge.adapt.plots as plots
-
-    monkeypatch.setattr(plots, "plot_history", lambda *a, **k: None)
-    monkeypatch.setattr(plots, "plot_gap", lambda *a, **k: None)
-
-
-@pytest.fixture
 def units_data(adapt_data, tmp_path, no_plots):
     sources, target, ti = adapt_data
     fine_target = _rescaled(target / "depth", tmp_path / "target_01mm" / "depth", 10)

@@ -38,15 +38,6 @@ def table(text: str, heading: str) -> dict[str, dict[str, str]]:
 
 
 @pytest.fixture
-def no_plots(monkeypatch):
-    """Adaptation plots cost seconds each and are tested elsewhere; the tables are the subject here."""
-    import socketedge.adapt.plots as plots
-
-    monkeypatch.setattr(plots, "plot_history", lambda *a, **k: None)
-    monkeypatch.setattr(plots, "plot_gap", lambda *a, **k: None)
-
-
-@pytest.fixture
 def releases(sunrgbd_release, diml_release, rgbnir_release):
     layout = {s: {"bedroom": 3, "office": 3, "kitchen": 2, "lab": 2} for s in ("kv1", "realsense")}
     sun, _ = sunrgbd_release(layout)
