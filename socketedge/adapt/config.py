@@ -27,7 +27,12 @@ class AdaptConfig(BaseModel):
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-2, gt=0)
-    backbone_lr_mult: float = 0.1
+    backbone_lr_mult: float = Field(0.1, ge=0)
+    # The backbone's rate for the TI term's gradient (× lr). The self-supervised terms train the backbone at
+    # backbone_lr_mult (slowly, so their own predictions cannot drag the source features away); the TI term
+    # regresses onto fixed targets from the frozen source, and a new sensor needs its early layers relearnt,
+    # so it trains the whole encoder at the head rate by default. 0.1 gives every term the same rate.
+    ti_backbone_lr_mult: float = Field(1.0, ge=0)
     weight_decay: float = 1e-3
     momentum: float = 0.9
     device: str = "auto"

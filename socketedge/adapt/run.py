@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -375,6 +375,24 @@ class Adapter:
             return losses.ti_distance_scaled(psi, feats, self.zeta(), self.psi_spread, self._mean)
         return losses.ti_distance(psi, feats, self.zeta(), self._mean)
 
+    @contextmanager
+    def _ti_backbone_rate(self):
+        """While the TI term's backward runs, its gradient on the backbone parameters is scaled by
+        ti_backbone_lr_mult / backbone_lr_mult, so that the TI term trains the backbone at its own rate while
+        ent, div, pl and bn keep backbone_lr_mult (one optimiser; momentum and weight decay as for every term).
+        Tensor hooks act before the gradient is accumulated, so DDP's reducer averages the scaled sum."""
+        cfg = self.cfg
+        factor = cfg.ti_backbone_lr_mult / cfg.backbone_lr_mult if cfg.backbone_lr_mult > 0 else 1.0
+        hooks = []
+        if factor != 1.0:
+            hooks = [p.register_hook(lambda g: g * factor) for m in self.members
+                     for p in m.model.backbone_parameters() if p.requires_grad]
+        try:
+            yield
+        finally:
+            for h in hooks:
+                h.remove()
+
     def _grad_norm(self, value: torch.Tensor) -> float:
         params = [p for m in self.members for p in m.encoder.parameters() if p.requires_grad]
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
@@ -443,7 +461,8 @@ class Adapter:
         state = self.dist.broadcast_object(state)  # rank 0's copy: other nodes need not see --out
         saved = AdaptConfig.model_validate_json(state["config"])
         changed = [k for k in ("sources", "target", "ti", "method", "lambda_ti", "lambda_d", "lambda_pl",
-                               "term_scale", "epochs", "batch_size", "lr", "seed")
+                               "term_scale", "epochs", "batch_size", "lr", "backbone_lr_mult",
+                               "ti_backbone_lr_mult", "seed")
                    if getattr(saved, k) != getattr(self.cfg, k)]
         if changed:
             raise ConfigError(f"--resume with different settings than the interrupted run: {', '.join(changed)}")
@@ -551,7 +570,8 @@ class Adapter:
                             terms["ti"] = self.ti_term(ti_order[step % len(ti_order)])
                             if balance:
                                 norms["ti"] = self._grad_norm(cfg.lambda_ti * terms["ti"])
-                            (cfg.lambda_ti * terms["ti"]).backward()
+                            with self._ti_backbone_rate():
+                                (cfg.lambda_ti * terms["ti"]).backward()
                             terms["loss"] = terms["loss"].detach() + cfg.lambda_ti * terms["ti"].detach()
                         if balance:
                             self._report_balance(norms)

@@ -31,7 +31,10 @@ def register(app: typer.Typer) -> None:
                                             "running statistics to their average over all target images."),
         epochs: int = typer.Option(15, min=1),
         batch_size: int = typer.Option(32, min=2),
-        lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1×."),
+        lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1× from ent, div, "
+                                 "pl and the BN term."),
+        ti_backbone_lr_mult: float = typer.Option(1.0, min=0, help="Backbone rate ÷ lr for the TI term's gradient "
+                                                  "(default: the head rate; 0.1: the same as the other terms)."),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
         seed: int = typer.Option(0),
@@ -70,6 +73,7 @@ def register(app: typer.Typer) -> None:
         cfg = AdaptConfig(sources=source, target=target, out=out, ti=ti, method=method, lambda_ti=lambda_ti,
                           lambda_d=lambda_d, lambda_pl=lambda_pl, term_scale=term_scale,
                           recalibrate_bn=recalibrate_bn, epochs=epochs, batch_size=batch_size, lr=lr,
+                          ti_backbone_lr_mult=ti_backbone_lr_mult,
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
                           depth_scale=depth_scale, depth_range=_range(depth_range), ti_depth_scale=ti_depth_scale,
                           ti_depth_range=_range(ti_depth_range), ti_holdout=ti_holdout,

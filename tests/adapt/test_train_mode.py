@@ -139,3 +139,37 @@ def test_running_statistics_start_from_the_target(recalibrate, adapt_data, tmp_p
             if key.endswith(("running_mean", "running_var")):
                 assert torch.allclose(got[key], ref[key], atol=1e-5, rtol=1e-4), key
         assert recalibrate == any(not torch.equal(got[k], src[k]) for k in got if k.endswith("running_mean"))
+
+
+def test_ti_term_trains_the_backbone_at_its_own_rate(adapt_data, tmp_path):
+    """The TI gradient reaches the backbone × ti_backbone_lr_mult / backbone_lr_mult (here 10×: the head rate);
+    the head's TI gradient and every other term's gradient are left as they are."""
+    sources, target, ti = adapt_data
+    adapter = Adapter(AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                                  batch_size=8, device="cpu", show_progress=False))
+    assert (adapter.cfg.backbone_lr_mult, adapter.cfg.ti_backbone_lr_mult) == (0.1, 1.0)
+    model = adapter.members[0].model
+    backbone, head = model.backbone_parameters(), model.head_parameters()
+    for m in adapter.members:
+        m.train()
+
+    def grads(scaled: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        if scaled:
+            with adapter._ti_backbone_rate():
+                adapter.ti_term(torch.arange(6)).backward()
+        else:
+            adapter.ti_term(torch.arange(6)).backward()
+        return [p.grad.clone() for p in backbone], [p.grad.clone() for p in head]
+
+    plain_bb, plain_head = grads(False)
+    scaled_bb, scaled_head = grads(True)
+    assert any(g.abs().sum() > 0 for g in plain_bb)
+    for a, b in zip(plain_bb, scaled_bb):
+        torch.testing.assert_close(b, 10 * a)
+    for a, b in zip(plain_head, scaled_head):
+        torch.testing.assert_close(b, a)
+    # the hooks are gone after the TI backward: the target terms' gradient is not scaled
+    again_bb, _ = grads(False)
+    for a, b in zip(plain_bb, again_bb):
+        torch.testing.assert_close(b, a)
