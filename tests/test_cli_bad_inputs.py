@@ -142,6 +142,8 @@ CASES = [
      "--lambda-pl -0.1", "--lambda-pl"),
     ("adapt-negative-lr", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} --lr -1", "--lr"),
     ("adapt-zero-lr", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} --lr 0", "--lr"),
+    ("adapt-negative-ti-backbone-rate", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} "
+     "--ti-backbone-lr-mult -1", "--ti-backbone-lr-mult"),
     ("adapt-holdout-above-1", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} "
      "--ti-holdout 1.5", "--ti-holdout"),
     ("adapt-epochs-0", "adapt --source {w}/src.ckpt --target {w}/target --out {new} --epochs 0", "--epochs"),
