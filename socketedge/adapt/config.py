@@ -30,9 +30,10 @@ class AdaptConfig(BaseModel):
     backbone_lr_mult: float = Field(0.1, ge=0)
     # The backbone's rate for the TI term's gradient (× lr). The self-supervised terms train the backbone at
     # backbone_lr_mult (slowly, so their own predictions cannot drag the source features away); the TI term
-    # regresses onto fixed targets from the frozen source, and a new sensor needs its early layers relearnt,
-    # so it trains the whole encoder at the head rate by default. 0.1 gives every term the same rate.
-    ti_backbone_lr_mult: float = Field(1.0, ge=0)
+    # regresses onto fixed targets from the frozen source, and a new sensor needs its early layers changed, so
+    # with the scaled terms it trains the whole encoder at the head rate (None: 1.0). With --term-scale paper
+    # (reproduction) None is backbone_lr_mult: one rate for every term, and the raw TI term's size unchanged.
+    ti_backbone_lr_mult: float | None = Field(None, ge=0)
     weight_decay: float = 1e-3
     momentum: float = 0.9
     device: str = "auto"
@@ -51,11 +52,14 @@ class AdaptConfig(BaseModel):
     show_progress: bool = True
 
     def effective(self) -> "AdaptConfig":
-        """Validate the method's requirements and return the config with its effective λs."""
+        """Validate the method's requirements and return the config with its effective λs and TI trunk rate."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.term_scale not in TERM_SCALES:
             raise ConfigError(f"unknown --term-scale {self.term_scale!r}; expected one of {', '.join(TERM_SCALES)}")
+        if self.ti_backbone_lr_mult is None:
+            rate = 1.0 if self.term_scale == "scaled" else self.backbone_lr_mult
+            return self.model_copy(update={"ti_backbone_lr_mult": rate}).effective()
         k = len(self.sources)
         if k == 0:
             raise ConfigError("no source model given; pass --source SRC.ckpt (repeat for several)")

@@ -33,8 +33,9 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(32, min=2),
         lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1× from ent, div, "
                                  "pl and the BN term."),
-        ti_backbone_lr_mult: float = typer.Option(1.0, min=0, help="Backbone rate ÷ lr for the TI term's gradient "
-                                                  "(default: the head rate; 0.1: the same as the other terms)."),
+        ti_backbone_lr_mult: float = typer.Option(None, min=0, help="Backbone rate ÷ lr for the TI term's gradient "
+                                                  "(default 1, the head rate; with --term-scale paper 0.1, the "
+                                                  "other terms' rate)."),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
         seed: int = typer.Option(0),

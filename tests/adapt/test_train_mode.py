@@ -173,3 +173,14 @@ def test_ti_term_trains_the_backbone_at_its_own_rate(adapt_data, tmp_path):
     again_bb, _ = grads(False)
     for a, b in zip(plain_bb, again_bb):
         torch.testing.assert_close(b, a)
+
+
+@pytest.mark.parametrize("term_scale, given, expected", [("scaled", None, 1.0), ("paper", None, 0.1),
+                                                          ("scaled", 0.1, 0.1), ("paper", 1.0, 1.0)])
+def test_ti_trunk_rate_default_follows_the_term_form(tmp_path, term_scale, given, expected):
+    """Scaled terms: the TI term trains the trunk at the head rate; the paper's raw form (reproduction) keeps one
+    rate for every term unless asked otherwise."""
+    cfg = AdaptConfig(sources=[tmp_path / "s.ckpt"], target=tmp_path / "t", ti=tmp_path / "ti", out=tmp_path / "o",
+                      term_scale=term_scale, ti_backbone_lr_mult=given).effective()
+    assert cfg.ti_backbone_lr_mult == expected
+    assert cfg.effective() == cfg
