@@ -4,8 +4,10 @@ Source: EfficientNet-Lite0 with its real ImageNet classifier (the `pretrained` e
 model (`import-source`). Pairs are split once by a seeded shuffle: 70% are TI pairs for SOCKET (their thermal
 images are also the unlabeled target set for both methods), 30% are held out and only measured. Reports the
 held-out mean feature distance (RGB through the frozen source encoder vs thermal through the adapted encoder),
-cosine similarity and linear CKA, before and after, for both methods. RoadScene has no labels, so no accuracy
-is reported.
+cosine similarity and linear CKA, before and after, for both methods, and a `statistics only` row: the
+running statistics re-estimated on the thermal frames as adaptation starts, no training (left out with
+--no-recalibrate-bn), which separates what the statistics do to the gap from what training does. RoadScene has
+no labels, so no accuracy is reported.
 
 Source BatchNorm statistics (--source-bn): SOCKET assumes an RGB model trained in the target's domain (the
 paper's sources are trained on the same dataset's RGB images), so its BN running statistics describe that
@@ -92,6 +94,21 @@ def imagenet_source(path: Path, size: int, bn_pairs: Path | None = None) -> Path
     return save_source(model, path)
 
 
+def statistics_only(src: Path, work: Path) -> dict:
+    """The gap after adaptation's start alone: BatchNorm running statistics re-estimated on the thermal target
+    frames, no training step. Separates what the statistics do to the distance from what training does."""
+    from socketedge.adapt.config import AdaptConfig
+    from socketedge.adapt.run import Adapter
+
+    adapter = Adapter(AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / "statistics_only",
+                                  gap_pairs=work / "gap", method="shot", epochs=1, show_progress=False))
+    before = adapter.gap(adapted=False)["mixed"]
+    adapter.recalibrate_bn()
+    for m in adapter.members:
+        m.eval()
+    return {"before": before, "after": adapter.gap(adapted=True)["mixed"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "roadscene_rgbt")
@@ -124,6 +141,8 @@ def main() -> None:
         src = imagenet_source(work / "lite0_imagenet.ckpt", args.size,
                               work / "ti" if args.source_bn == "ti-rgb" else None)
         rows = {}
+        if not args.no_recalibrate_bn:
+            rows["statistics only"] = statistics_only(src, work)
         for method in args.methods.split(","):
             cfg = AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / f"bundle_{method}",
                               ti=work / "ti" if method == "socket" else None, gap_pairs=work / "gap",
