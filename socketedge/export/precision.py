@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from socketedge.export.frames import as_batch
-from socketedge.export.metadata import INPUT_NAME
+from socketedge.export.metadata import INPUT_NAME, OUTPUT_PROBS
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 INT8_OPS = ["Conv", "Gemm", "MatMul"]
@@ -264,8 +264,7 @@ def run_probs(model: onnx.ModelProto, frames: list[np.ndarray], threads: int = 1
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
     session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
-    name = session.get_outputs()[0].name
-    return np.concatenate([session.run([name], {INPUT_NAME: as_batch([f])})[0] for f in frames])
+    return np.concatenate([session.run([OUTPUT_PROBS], {INPUT_NAME: as_batch([f])})[0] for f in frames])
 
 
 def log_prob_error(probs: np.ndarray, reference: np.ndarray) -> float:
