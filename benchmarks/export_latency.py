@@ -1,22 +1,30 @@
-"""CPU latency and top-1 agreement of the exported graph per precision, for several architectures, measured side
-by side in one run: batch 1, a real 480×640 Kinect depth frame (uint16 mm) in, probabilities out.
+"""CPU latency and agreement with fp32 of the exported graph per precision, for several architectures, measured side
+by side in one run: batch 1, real Kinect depth frames (uint16 mm) in, probabilities out.
 
 Per architecture (one source at --size px, fused with its depth preprocessing as `socketedge export` does):
 
-- fp32:        the fused float graph (BatchNorm folded into the convolutions before export)
-- int8:        QDQ, symmetric int8 activations — TensorRT's form, the `--precision int8` default
-- int8-uint8:  QDQ, asymmetric uint8 activations, whole network body, 7-bit weights — onnxruntime's form
-               (`--int8-activations uint8`; what `--precision auto` can pick for a CPU)
+- fp32:                  the fused float graph (BatchNorm folded into the convolutions before export)
+- int8:                  QDQ, symmetric int8 activations — TensorRT's form, the `--precision int8` default
+- int8-uint8:            QDQ, asymmetric uint8 activations, whole network body, 7-bit weights — onnxruntime's
+                         form (`--int8-activations uint8`), MinMax ranges
+- int8-uint8-mixed:      the same with its most sensitive convolutions kept float32 (per-layer sensitivity on
+                         the calibration frames, as few as reach --min-agreement / --max-prob-error there:
+                         precision.mixed_int8, what `--precision auto` tries); absent when no mix of at most half
+                         the layers does
+- int8-uint8-percentile: int8-uint8 with onnxruntime's Percentile (99.999) calibration instead of MinMax
 - PyTorch eager fp32, for reference; with --sources N > 1 also N separate onnxruntime sessions mixed in numpy
 
-The models are made realistic on real data (../shared/data/ntu_kinect_gesture, subjects P1–P5): random-init
-torchvision weights (EfficientNet-Lite0: its packaged ImageNet weights) with BatchNorm statistics re-estimated on
-the depth frames (as `adapt` does after its last epoch) and a nearest-class-mean classifier on their features,
-so predictions are spread over the 10 gestures and not a constant class. int8 is calibrated on 64 of those frames;
-top-1 agreement with the fp32 graph is measured on held-out subjects P6–P10. Latency: every variant timed
-round-robin (run i of each, then run i + 1, …), median of --runs, at each --threads count. The kernel census
-(the graph as onnxruntime's optimizer saves it) and the per-node profile (onnxruntime's profiler) show which
-convolutions run as int8 kernels and where the time goes.
+The classifiers really classify NTU depth (``trained_member``): whole frames leave a single-frame gesture
+classifier near chance (the hand is a small part of the frame; README, real RGB-D), so, as in real_rgbd.py, each
+frame is cut to the 220 px box around the hand found in the depth map. Each source: random-init torchvision
+weights (EfficientNet-Lite0: its packaged ImageNet weights), BatchNorm statistics re-estimated on the 500 P1–P5
+crops, the head (bottleneck + classifier) trained on them with cross-entropy (--train-epochs > 0 trains the whole
+network first, at --train-px; too slow on the shared 2-core box for the measured run), cached in --work. int8 is
+calibrated (and the mixed precision chosen) on 64 of those crops; agreement is measured on 500 held-out P6–P10
+crops; latency on a whole 480×640 frame (the graph resizes either). Every variant timed round-robin (run i of
+each, then run i + 1, …), median of --runs, at each --threads count. The kernel census (the graph as onnxruntime's
+optimizer saves it) and the per-node profile (onnxruntime's profiler) show which convolutions run as int8
+kernels and where the time goes.
 
     python benchmarks/export_latency.py                          # resnet18, mobilenet_v3_large, efficientnet_lite0
     python benchmarks/export_latency.py --archs resnet18 --sources 2 --threads 2 --runs 100
@@ -33,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ntu_kinect_gesture"
-VARIANTS = ("fp32", "int8", "int8-uint8")
 
 
 def median_ms(variants: dict, runs: int, warmup: int = 5) -> dict[str, float]:
@@ -51,8 +58,13 @@ def median_ms(variants: dict, runs: int, warmup: int = 5) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def ntu_frames(root: Path, subjects: set[int], limit: int, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """Up to ``limit`` depth frames (uint16 mm, 480×640) of ``subjects``, a seeded even pick, and their labels."""
+def ntu_frames(root: Path, subjects: set[int], limit: int, seed: int, crop_cache: Path | None = None
+               ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Up to ``limit`` depth frames (uint16 mm, 480×640) of ``subjects``, a seeded even pick, and their labels;
+    with ``crop_cache`` (a json file of the boxes, made on first use) each cut to real_rgbd.py's 220 px box around
+    the hand found in the depth map."""
+    import json
+
     from socketedge.data.imageio import read_image
 
     paths = sorted(p for p in (root / "depth").rglob("*.png")
@@ -62,7 +74,22 @@ def ntu_frames(root: Path, subjects: set[int], limit: int, seed: int) -> tuple[l
     pick = np.random.default_rng(seed).permutation(len(paths))[:limit]
     chosen = [paths[i] for i in sorted(pick)]
     labels = np.array([int(p.parent.name[1:]) - 1 for p in chosen])
-    return [read_image(p, "depth") for p in chosen], labels
+    frames = [read_image(p, "depth") for p in chosen]
+    if crop_cache is not None:
+        from real_rgbd import CROP, hand_box
+
+        saved = json.loads(crop_cache.read_text()) if crop_cache.is_file() else {}
+        boxes = saved.get("boxes", {}) if saved.get("params") == CROP else {}
+        for p, d in zip(chosen, frames):
+            key = f"{p.parent.name}/{p.stem}"
+            if key not in boxes:
+                boxes[key] = hand_box(d, CROP["side"], CROP["band_mm"], CROP["near_percentile"], CROP["core_mm"],
+                                      CROP["min_area"], tuple(CROP["shift"]))
+        crop_cache.parent.mkdir(parents=True, exist_ok=True)
+        crop_cache.write_text(json.dumps({"params": CROP, "boxes": boxes}))
+        frames = [np.ascontiguousarray(d[y0:y1, x0:x1]) for d, p in zip(frames, chosen)
+                  for x0, y0, x1, y1 in [boxes[f"{p.parent.name}/{p.stem}"]]]
+    return frames, labels
 
 
 def logit_error(probs: np.ndarray, ref: np.ndarray) -> float:
@@ -105,33 +132,110 @@ def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[st
     return out
 
 
-def realistic_member(arch: str, size: int, frames, labels, classes):
-    """One source: BatchNorm re-estimated on the frames, a nearest-class-mean classifier on its features."""
+def _raw_batches(frames, n: int = 16):
     import torch
+
+    return [torch.from_numpy(np.stack(frames[i:i + n]).astype(np.int32))[:, None] for i in range(0, len(frames), n)]
+
+
+def _train_small(arch, pretrained, classes, frames, labels, model, train_size, epochs, progress, seed):
+    """Whole-network cross-entropy training at ``train_size`` px; the weights are copied into ``model``."""
+    import torch
+    import torch.nn.functional as F
+
+    from socketedge.data.preprocess import preprocessing_for
+    from socketedge.models.ensemble import Member
+    from socketedge.models.source_model import new_source_model
+
+    small = new_source_model(arch, classes, pretrained=pretrained, input_size=train_size)
+    small_member = Member(small, preprocessing_for(small.meta, "depth"))
+    with torch.no_grad():
+        x_all = torch.cat([small_member.preprocess(b) for b in _raw_batches(frames)])
+    y_all = torch.from_numpy(np.asarray(labels)).long()
+    opt = torch.optim.AdamW(small.parameters(), lr=1e-3 if pretrained else 2e-3, weight_decay=1e-4)
+    steps_per_epoch = (len(frames) + 31) // 32
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"], total_steps=epochs * steps_per_epoch)
+    shift = max(1, train_size // 16)
+    task = progress.add_task(f"train {arch} at {train_size} px", total=epochs, terms="") if progress else None
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        small.train()
+        order = torch.randperm(len(frames), generator=gen)
+        correct = 0
+        for i in range(0, len(frames), 32):
+            idx = order[i:i + 32]
+            xb = x_all[idx]
+            dx, dy = (int(v) for v in torch.randint(-shift, shift + 1, (2,), generator=gen))
+            xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
+            out = small(xb)
+            loss = F.cross_entropy(out, y_all[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            correct += int((out.argmax(1) == y_all[idx]).sum())
+        if task is not None:
+            progress.update(task, advance=1, terms=f"loss {loss.item():.2f}, train acc {correct / len(frames):.2f}")
+    if task is not None:
+        progress.remove_task(task)
+    model.load_state_dict(small.state_dict())
+
+
+def trained_member(arch: str, size: int, frames, labels, classes, work: Path, train_size: int, epochs: int,
+                   progress=None, seed: int = 0):
+    """One source trained to classify NTU depth frames (``frames``: the hand crops, ``labels``), cached in ``work``
+    so reruns skip the training.
+
+    Recipe: torchvision random init (EfficientNet-Lite0: its packaged ImageNet weights); with ``epochs`` > 0 the
+    whole network first trained with cross-entropy at ``train_size`` px (AdamW, one-cycle, random translation;
+    slow on a loaded 2-core CPU); then at ``size`` px the BatchNorm statistics re-estimated on the frames and the
+    head (bottleneck Linear + BatchNorm1d and the classifier) trained with label-smoothed cross-entropy on the
+    frozen backbone's features (full batch, Adam, 300 steps). Returns the member (eval mode) and its recipe with
+    the training accuracy."""
+    import torch
+    import torch.nn.functional as F
 
     from socketedge.adapt.bn_stats import reestimate_running_stats
     from socketedge.data.preprocess import preprocessing_for
     from socketedge.models.ensemble import Member
     from socketedge.models.source_model import new_source_model
 
-    model = new_source_model(arch, classes, pretrained=arch.startswith("efficientnet_lite"), input_size=size)
+    pretrained = arch.startswith("efficientnet_lite")
+    recipe = {"arch": arch, "init": "ImageNet (packaged)" if pretrained else "random", "train_px": train_size,
+              "px": size, "epochs": epochs, "frames": len(frames), "seed": seed, "input": "hand crops",
+              "head": "bottleneck+classifier 300 steps"}
+    key = "-".join(f"{v}" for v in recipe.values()).replace(" ", "").replace("(", "").replace(")", "")
+    path = work / f"{key}.pt"
+    model = new_source_model(arch, classes, pretrained=pretrained, input_size=size)
     member = Member(model, preprocessing_for(model.meta, "depth"))
-    raw = [torch.from_numpy(np.stack(frames[i:i + 16]).astype(np.int32))[:, None] for i in range(0, len(frames), 16)]
-    reestimate_running_stats(member.model.encoder, [member.preprocess(x) for x in raw])
+    if path.is_file():
+        blob = torch.load(path, weights_only=False)
+        model.load_state_dict(blob["state"])
+        return member.eval(), blob["recipe"]
+    torch.manual_seed(seed)
+    if epochs:
+        _train_small(arch, pretrained, classes, frames, labels, model, train_size, epochs, progress, seed)
+    raw = _raw_batches(frames)
+    reestimate_running_stats(model.encoder, [member.preprocess(b) for b in raw])
+    member.eval()
+    backbone, bottleneck = model.encoder[0], model.encoder[1]
+    with torch.no_grad():
+        feats = torch.cat([backbone(member.preprocess(b)) for b in raw])
+    y_all = torch.from_numpy(np.asarray(labels)).long()
+    head = [*bottleneck.parameters(), *model.classifier.parameters()]
+    head_opt = torch.optim.Adam(head, lr=3e-3, weight_decay=1e-4)
+    bottleneck.train()
+    for _ in range(300):  # full batch: the bottleneck's BatchNorm statistics settle on the frames' own
+        loss = F.cross_entropy(model.classifier(bottleneck(feats)), y_all, label_smoothing=0.1)
+        head_opt.zero_grad()
+        loss.backward()
+        head_opt.step()
     member.eval()
     with torch.no_grad():
-        feats = torch.cat([member.features(x) for x in raw]).double()
-    # nearest class mean (Euclidean) written as a linear layer: logit_k = f·c_k − |c_k|²/2, scaled to a spread
-    # like a trained classifier's; well conditioned, unlike a least-squares fit on a few hundred frames
-    centroids = torch.stack([feats[torch.from_numpy(labels == k)].mean(0) for k in range(len(classes))])
-    weight, bias = centroids, -0.5 * (centroids ** 2).sum(1)
-    logits = feats @ weight.T + bias
-    scale = 3.0 / (logits - logits.mean(1, keepdim=True)).std()
-    head = torch.nn.Linear(feats.shape[1], len(classes))
-    head.weight.data = (scale * weight).float()
-    head.bias.data = (scale * bias).float()
-    model.classifier = head
-    return member.eval()
+        recipe["train_accuracy"] = float((model.classifier(bottleneck(feats)).argmax(1) == y_all).float().mean())
+    work.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": model.state_dict(), "recipe": recipe}, path)
+    return member.eval(), recipe
 
 
 def main() -> None:
@@ -141,10 +245,20 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=1, help="sources per model (>1: also N separate sessions)")
     ap.add_argument("--runs", type=int, default=50, help="timed runs per variant (median reported), >= 50")
     ap.add_argument("--threads", default="2,1", help="comma-separated intra-op thread counts to time with")
-    ap.add_argument("--fit-frames", type=int, default=200, help="P1–P5 frames for BatchNorm + classifier fit")
-    ap.add_argument("--calib-frames", type=int, default=64, help="P1–P5 frames int8 is calibrated on")
-    ap.add_argument("--agree-frames", type=int, default=500, help="held-out P6–P10 frames for top-1 agreement")
+    ap.add_argument("--fit-frames", type=int, default=200, help="P1–P5 hand crops the classifiers are trained on")
+    ap.add_argument("--calib-frames", type=int, default=64, help="of those, the frames int8 is calibrated (and "
+                    "mixed precision is chosen) on")
+    ap.add_argument("--agree-frames", type=int, default=300, help="held-out P6–P10 hand crops for agreement")
+    ap.add_argument("--train-epochs", type=int, default=0, help="whole-network training epochs at --train-px "
+                    "before the head is trained at --size (0: head only; see trained_member)")
+    ap.add_argument("--train-px", type=int, default=64)
+    ap.add_argument("--min-agreement", type=float, default=0.99, help="auto's and mixed precision's tolerance")
+    ap.add_argument("--max-prob-error", type=float, default=0.02, help="mean total-variation distance bound")
+    ap.add_argument("--work", type=Path, default=Path("runs/export_latency"), help="trained classifiers and "
+                    "per-layer sensitivities are cached here")
     ap.add_argument("--data", type=Path, default=DATA, help="the NTU Kinect gesture folder")
+    ap.add_argument("--report", action="store_true", help="print the tables of the last run (saved in --work "
+                    "after each architecture) without measuring again")
     ap.add_argument("--no-profile", action="store_true", help="skip the per-node profile")
     ap.add_argument("--saturation-frames", type=int, default=100, help="held-out frames for the u8×s8 "
                     "saturation check (8-bit weights in the int8 kernels vs the same graph simulated in float); "
@@ -153,31 +267,35 @@ def main() -> None:
     if args.runs < 50:
         ap.error("--runs must be at least 50")
 
+    import json
+
     import onnxruntime as ort
     import torch
     from rich.console import Console
     from rich.table import Table
 
     from socketedge.export import onnx_export, precision
-    from socketedge.export.auto import Measured, choose
+    from socketedge.export.auto import Measured, choose, prob_errors
     from socketedge.fuse import fuse
     from socketedge.models.ensemble import Ensemble
     from socketedge.runtime.ort_profile import cpu_features, kernel_census, op_times_ms
     from socketedge.utils.progress import make_progress
 
-    console = Console(width=200)
+    console = Console(width=220)
     thread_counts = [int(t) for t in args.threads.split(",")]
     torch.set_num_threads(max(thread_counts))
     archs = args.archs.split(",")
     classes = [f"G{i}" for i in range(1, 11)]
-    fit, fit_labels = ntu_frames(args.data, {1, 2, 3, 4, 5}, args.fit_frames, seed=0)
+    boxes = args.work / "hand_boxes.json"
+    fit, fit_labels = ntu_frames(args.data, {1, 2, 3, 4, 5}, args.fit_frames, seed=0, crop_cache=boxes)
     calib = fit[:: max(1, len(fit) // args.calib_frames)][: args.calib_frames]
-    held, held_labels = ntu_frames(args.data, {6, 7, 8, 9, 10}, args.agree_frames, seed=1)
-    x = held[0][None, None]
+    held, held_labels = ntu_frames(args.data, {6, 7, 8, 9, 10}, args.agree_frames, seed=1, crop_cache=boxes)
+    x = ntu_frames(args.data, {6, 7, 8, 9, 10}, 1, seed=1)[0][0][None, None]  # a whole 480×640 frame: latency
     cpu = cpu_features()
     console.print(f"CPU {cpu['model']} ({cpu['machine']}; int8-relevant: {', '.join(cpu['int8_features']) or 'none'})"
-                  f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} fit / {len(calib)} "
-                  f"calibration frames (P1–P5), {len(held)} held-out frames (P6–P10), {x.shape[3]}×{x.shape[2]}")
+                  f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} training / {len(calib)} "
+                  f"calibration hand crops (P1–P5), {len(held)} held-out hand crops (P6–P10) for agreement; "
+                  f"latency on a whole {x.shape[3]}×{x.shape[2]} frame")
 
     def session(model, threads):
         opts = ort.SessionOptions()
@@ -185,33 +303,52 @@ def main() -> None:
         opts.log_severity_level = 3
         return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
 
-    def graphs(ensemble: Ensemble, quantize: bool = True) -> dict:
+    def fp32_graph(ensemble: Ensemble):
         fused, folds = fuse(ensemble)
-        g = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16)))
-        out = {"fp32": g}
-        if quantize:
-            out.update({"int8": precision.to_int8(g, calib), "int8-uint8": precision.to_int8(g, calib, "uint8")})
-        return out, folds
+        return onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16))), folds
 
+    import pickle
+
+    saved = args.work / "results.pkl"
     results: dict[str, dict] = {}
-    with make_progress(transient=True) as progress:
+    with make_progress(transient=True, disable=args.report) as progress:
         task = progress.add_task("benchmark", total=len(archs), terms="")
-        for arch in archs:
-            progress.update(task, terms=f"{arch}: fit + export")
+        for arch in archs if not args.report else []:
+            progress.update(task, terms=f"{arch}: classifier")
             torch.manual_seed(0)
-            members = [realistic_member(arch, args.size, fit, fit_labels, classes) for _ in range(args.sources)]
+            made = [trained_member(arch, args.size, fit, fit_labels, classes, args.work, args.train_px,
+                                   args.train_epochs, progress, seed=k) for k in range(args.sources)]
+            members, recipe = [m for m, _ in made], made[0][1]
             ensemble = Ensemble(members).eval()
-            fused_graphs, folds = graphs(ensemble)
+            g, folds = fp32_graph(ensemble)
+            progress.update(task, terms=f"{arch}: quantizing")
+            graphs = {"fp32": g, "int8": precision.to_int8(g, calib)}
+            mixed_info = None
+            with precision.Int8Builder(g, calib, "uint8") as builder:
+                graphs["int8-uint8"] = builder.build()
+                ref_calib = precision.run_probs(g, calib, max(thread_counts))
+                cache = args.work / f"sensitivity-{arch}-{args.size}-{len(calib)}-{hash_recipe(recipe)}.json"
+                ranking = json.loads(cache.read_text()) if cache.is_file() else None
+                progress.update(task, terms=f"{arch}: mixed precision (per-layer sensitivity)")
+                mixed, mixed_info = precision.mixed_int8(
+                    builder, calib, ref_calib, min_agreement=args.min_agreement, max_prob_error=args.max_prob_error,
+                    threads=max(thread_counts), ranking=ranking, progress=progress)
+                if ranking is None:
+                    args.work.mkdir(parents=True, exist_ok=True)
+                    cache.write_text(json.dumps(mixed_info["ranking"]))
+                if mixed is not None:
+                    graphs["int8-uint8-mixed"] = mixed
+            with precision.Int8Builder(g, calib, "uint8", calibration="percentile") as builder:
+                graphs["int8-uint8-percentile"] = builder.build()
             progress.update(task, terms=f"{arch}: agreement on {len(held)} held-out frames")
-            agree_sessions = {v: session(g, max(thread_counts)) for v, g in fused_graphs.items()}
-            probs = {v: np.concatenate([s.run(["probs"], {"frames": f[None, None]})[0] for f in held])
-                     for v, s in agree_sessions.items()}
-            ref = probs["fp32"].argmax(1)
-            info = {"agreement": {v: float((p.argmax(1) == ref).mean()) for v, p in probs.items()},
-                    "max_abs": {v: float(np.abs(p - probs["fp32"]).max()) for v, p in probs.items()},
-                    "logit_err": {v: logit_error(p, probs["fp32"]) for v, p in probs.items()},
-                    "accuracy": float((ref == held_labels).mean()), "classes_predicted": len(set(ref.tolist())),
-                    "census": {v: kernel_census(g.SerializeToString()) for v, g in fused_graphs.items()},
+            probs = {v: precision.run_probs(m, held, max(thread_counts)) for v, m in graphs.items()}
+            ref = probs["fp32"]
+            info = {"errors": {v: prob_errors(p, ref) for v, p in probs.items()},
+                    "logit_err": {v: logit_error(p, ref) for v, p in probs.items()},
+                    "accuracy": float((ref.argmax(1) == held_labels).mean()), "recipe": recipe,
+                    "confident": float((ref.max(1) >= 0.5).mean()), "mean_top_p": float(ref.max(1).mean()),
+                    "classes_predicted": len(set(ref.argmax(1).tolist())), "mixed": mixed_info,
+                    "census": {v: kernel_census(m.SerializeToString()) for v, m in graphs.items()},
                     "bn_folded": sum(f.batchnorm_folded for f in folds), "bn_left": sum(f.batchnorm_left for f in folds),
                     "times": {}, "profile": {}}
             xt = torch.from_numpy(x)
@@ -219,11 +356,11 @@ def main() -> None:
                 progress.update(task, terms=f"{arch}: timing, {threads} thread(s)")
                 torch.set_num_threads(threads)
                 variants = {}
-                for v, g in fused_graphs.items():
-                    s = session(g, threads)
+                for v, m in graphs.items():
+                    s = session(m, threads)
                     variants[v] = lambda s=s: s.run(["probs"], {"frames": x})[0]
                 if args.sources > 1:
-                    separate = [session(graphs(Ensemble([m]), quantize=False)[0]["fp32"], threads) for m in members]
+                    separate = [session(fp32_graph(Ensemble([m]))[0], threads) for m in members]
                     z = ensemble.zeta.detach().numpy()
 
                     def run_separate(separate=separate, z=z):
@@ -239,46 +376,71 @@ def main() -> None:
                 info["times"][threads] = median_ms(variants, args.runs)
             if not args.no_profile:
                 progress.update(task, terms=f"{arch}: per-node profile")
-                info["profile"] = {v: op_times_ms(g.SerializeToString(), x, threads=1, runs=10)
-                                   for v, g in fused_graphs.items()}
+                info["profile"] = {v: op_times_ms(m.SerializeToString(), x, threads=1, runs=10)
+                                   for v, m in graphs.items() if v in ("fp32", "int8", "int8-uint8")}
             if args.saturation_frames:
                 progress.update(task, terms=f"{arch}: u8×s8 saturation check")
-                info["saturation"] = saturation_check(fused_graphs, held[: args.saturation_frames], calib,
+                info["saturation"] = saturation_check(graphs, held[: args.saturation_frames], calib,
                                                       max(thread_counts))
             results[arch] = info
+            args.work.mkdir(parents=True, exist_ok=True)
+            saved.write_bytes(pickle.dumps({"results": results, "calib": len(calib), "x": x.shape}))
             progress.advance(task)
+    if args.report:
+        blob = pickle.loads(saved.read_bytes())
+        results = blob["results"]
+        calib, x = [None] * blob["calib"], np.zeros(blob["x"], np.uint16)
+        thread_counts = list(next(iter(results.values()))["times"])
 
+    for arch, info in results.items():
+        r = info["recipe"]
+        how = (f"whole network trained {r['epochs']} epochs at {r['train_px']} px, then " if r["epochs"] else "")
+        console.print(f"[bold]{arch}[/] classifier: {r['init']} weights, BatchNorm re-estimated on the {r['frames']} "
+                      f"P1–P5 depth hand crops at {r['px']} px, {how}head (bottleneck + classifier) trained on them "
+                      f"(training accuracy {100 * r['train_accuracy']:.1f}%); fp32 on the held-out P6–P10 crops: "
+                      f"{100 * info['accuracy']:.1f}% top-1 (chance 10%), {info['classes_predicted']} classes "
+                      f"predicted, mean top probability {info['mean_top_p']:.2f}, {100 * info['confident']:.0f}% of "
+                      "frames with top p ≥ 0.5")
     for threads in thread_counts:
         table = Table(title=f"batch 1, {x.shape[2]}×{x.shape[3]} uint16 depth frame → 10 classes, {args.size} px, "
                             f"{args.sources} source(s); {threads} intra-op thread(s); median of {args.runs} "
-                            "interleaved runs")
-        for col in ("architecture", "variant", "median ms", "× fp32 time", "fp32 / variant", "top-1 vs fp32",
-                    "max |Δp|", "logit err / spread", "kernels (onnxruntime CPU, optimized graph)"):
+                            "interleaved runs; agreement on the held-out crops")
+        for col in ("architecture", "variant", "median ms", "fp32 / variant", "top-1 vs fp32", "… where fp32 p ≥ .5",
+                    "mean TV", "max |Δp|", "logit err / spread", "kernels (onnxruntime CPU, optimized graph)"):
             table.add_column(col, justify="left" if col in ("architecture", "variant") or col.startswith("kernels")
                              else "right")
         for arch, info in results.items():
             times = info["times"][threads]
             base = times["fp32"]
             for name, ms in times.items():
-                agree = info["agreement"].get(name)
+                e = info["errors"].get(name)
                 census = info["census"].get(name)
-                table.add_row(arch, name, f"{ms:.2f}", f"{ms / base:.2f}", f"{base / ms:.2f}×",
-                              f"{100 * agree:.2f}%" if agree is not None else "-",
-                              f"{info['max_abs'][name]:.3g}" if name in info["max_abs"] else "-",
+                table.add_row(arch, name, f"{ms:.2f}", f"{base / ms:.2f}×",
+                              f"{100 * e['agreement']:.2f}%" if e else "-",
+                              f"{100 * e['confident_agreement']:.2f}%" if e and e["confident_agreement"] is not None
+                              else "-",
+                              f"{e['mean_tv']:.4f}" if e else "-", f"{e['max_abs']:.3f}" if e else "-",
                               f"{info['logit_err'][name]:.3f}" if name in info["logit_err"] else "-",
                               census.summary() if census is not None else "-")
             table.add_section()
         console.print(table)
         for arch, info in results.items():
             measured = [Measured(v, "fp32" if v == "fp32" else "int8", None, median_ms=info["times"][threads][v],
-                                 agreement=info["agreement"][v]) for v in VARIANTS]
-            chosen, reason = choose(measured, 0.99)
-            console.print(f"  {arch}, {threads} thread(s): --precision auto (≥ 99% agreement) would keep "
+                                 **info["errors"][v]) for v in info["errors"]]
+            chosen, reason = choose(measured, args.min_agreement, args.max_prob_error)
+            console.print(f"  {arch}, {threads} thread(s): --precision auto's rule (≥ {100 * args.min_agreement:g}% "
+                          f"agreement, mean TV ≤ {args.max_prob_error:g}, on these held-out frames) keeps "
                           f"{chosen.name} — {reason}")
     for arch, info in results.items():
-        console.print(f"[bold]{arch}[/]: fp32 classifier {100 * info['accuracy']:.1f}% on held-out gestures "
-                      f"(chance 10%), {info['classes_predicted']} classes predicted; BatchNorm folded "
-                      f"{info['bn_folded']}, left {info['bn_left']}")
+        console.print(f"[bold]{arch}[/]: BatchNorm folded {info['bn_folded']}, left {info['bn_left']}")
+        m = info["mixed"]
+        if m is not None:
+            steps = "; ".join(f"{s['float_nodes']} float: {100 * s['agreement']:.1f}% / TV {s['mean_tv']:.4f}"
+                              for s in m["steps"])
+            top = ", ".join(f"{n} {e:.3g}" for n, e in m["ranking"][:5])
+            console.print(f"  mixed precision on the {len(calib)} calibration frames ({m['compute_nodes']} compute "
+                          f"layers; most sensitive, log-prob MSE alone: {top}): {steps}"
+                          + ("" if "float_nodes" in m else " — no mix within the bound"))
         for v, census in info["census"].items():
             ops = ", ".join(f"{k} {n}" for k, n in census.ops.items()
                             if k in ("Conv", "FusedConv", "QLinearConv", "QuantizeLinear", "DequantizeLinear",
@@ -291,6 +453,13 @@ def main() -> None:
             total = sum(prof.values())
             top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(prof.items())[:6])
             console.print(f"  profile {v} (1 thread, ms/run): total {total:.1f} — {top}")
+
+
+def hash_recipe(recipe: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
 
 
 if __name__ == "__main__":

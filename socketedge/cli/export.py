@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
         auto_min_agreement: float = typer.Option(0.99, "--auto-min-agreement", min=0.0, max=1.0,
                                                  help="--precision auto: minimum top-1 agreement with fp32 on "
                                                  "the calibration frames."),
+        auto_max_prob_error: float = typer.Option(0.02, "--auto-max-prob-error", min=0.0, max=1.0,
+                                                  help="--precision auto: largest mean probability error "
+                                                  "(total-variation distance, ½Σ|Δp| per frame) to fp32 on the "
+                                                  "calibration frames."),
         auto_backend: str = typer.Option("onnxruntime-cpu", "--auto-backend", help="--precision auto: the "
                                          "backend the model will run on (as `run --backend`)."),
         auto_threads: int = typer.Option(None, "--auto-threads", min=1, help="--precision auto: CPU threads "
@@ -66,7 +70,8 @@ def register(app: typer.Typer) -> None:
 
         cfg = ExportConfig(model=model, out=out, format=fmt, precision=precision, calib=calib, modality=modality,
                            calib_frames=calib_frames, threshold=threshold, int8_activations=int8_activations,
-                           auto_min_agreement=auto_min_agreement, auto_backend=auto_backend,
+                           auto_min_agreement=auto_min_agreement, auto_max_prob_error=auto_max_prob_error,
+                           auto_backend=auto_backend,
                            auto_threads=auto_threads,
                            frame_size=_frame_size(frame_size),
                            max_batch=max_batch, workspace_gb=workspace_gb, timing_cache=timing_cache)

@@ -2,15 +2,19 @@
 runtime backend it will be deployed with, check it against fp32, keep the fastest that agrees.
 
 Candidates (most exact first): ``fp32``; ``fp16``; ``int8`` (symmetric activations, TensorRT's form);
-``int8-uint8`` (asymmetric uint8 activations, onnxruntime's QLinearConv kernels; export/precision.py). Each is
+``int8-uint8`` (asymmetric uint8 activations, onnxruntime's QLinearConv kernels; export/precision.py);
+``int8-uint8-mixed`` (the uint8 form with its most sensitive convolutions kept float32, as few as reach the
+tolerance on the calibration frames: ``precision.mixed_int8``; built only when plain int8-uint8 misses it). Each is
 written with its card to a temporary .onnx, opened through ``runtime.backends.open_backend`` and
 
-- checked: every calibration frame at batch 1 (the live loop's batch) through the backend, top-1 agreement and
-  largest probability difference against the fp32 PyTorch fused model;
+- checked: every calibration frame at batch 1 (the live loop's batch) through the backend, against the fp32
+  PyTorch fused model: top-1 agreement, and the mean total-variation distance between the probability vectors
+  (½ Σ_k |Δp_k| per frame, averaged: the probability mass the candidate moves; 0 identical, 1 disjoint);
 - timed: ``runtime.bench.time_interleaved`` on one calibration frame, all candidates round-robin in one run.
 
-The choice (``choose``): among candidates whose agreement reaches ``min_agreement`` (fp32, the reference, always
-qualifies), the fastest by median; a more exact candidate within ``MARGIN`` of that median wins instead, since
+The choice (``choose``): a candidate qualifies when its top-1 agreement reaches ``min_agreement`` AND its mean
+total-variation distance stays within ``max_prob_error`` (fp32, the reference, always qualifies); among those, the
+fastest by median; a more exact candidate within ``MARGIN`` of that median wins instead, since
 a few percent is within the noise of a shared machine and not worth precision. The card's
 ``extra["precision_auto"]`` records every measurement, the choice and why.
 """
@@ -24,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 MARGIN = 0.05  # a less exact candidate must be more than 5% faster (by median) to be preferred
+MAX_PROB_ERROR = 0.02  # default bound on the mean total-variation distance to fp32's probabilities
+CONFIDENT = 0.5  # fp32 top probability from which a frame counts as confident (recorded agreement subset)
 
 
 @dataclass(frozen=True)
@@ -31,10 +37,11 @@ class Candidate:
     name: str
     precision: str  # fp32 | fp16 | int8
     int8_activations: str | None = None  # int8 | uint8 for int8 graphs
+    mixed: bool = False  # the most sensitive layers kept float32 (precision.mixed_int8)
 
 
 CANDIDATES = (Candidate("fp32", "fp32"), Candidate("fp16", "fp16"), Candidate("int8", "int8", "int8"),
-              Candidate("int8-uint8", "int8", "uint8"))
+              Candidate("int8-uint8", "int8", "uint8"), Candidate("int8-uint8-mixed", "int8", "uint8", mixed=True))
 
 
 @dataclass
@@ -45,16 +52,30 @@ class Measured:
     median_ms: float | None = None
     p90_ms: float | None = None
     agreement: float | None = None  # top-1 agreement with fp32 PyTorch on the calibration frames (batch 1)
-    max_abs: float | None = None
+    max_abs: float | None = None  # largest |Δp| over frames and classes
+    mean_tv: float | None = None  # mean over frames of ½ Σ_k |Δp_k| (total-variation distance)
+    confident_agreement: float | None = None  # top-1 agreement on the frames where fp32's top p ≥ CONFIDENT
     kernels: str | None = None  # onnxruntime CPU kernel census of the optimized graph (int8 candidates)
     error: str | None = None  # why it could not be built / opened / run
+    skipped: str | None = None  # why it was not built (not needed, or no mix reaches the tolerance)
+    float_nodes: list[str] | None = None  # mixed precision: the compute nodes kept float32
     verdict: str = ""
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def choose(measured: list[Measured], min_agreement: float, margin: float = MARGIN) -> tuple[Measured, str]:
+def prob_errors(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
+    """Agreement and probability errors of ``probs`` against ``reference`` (both (N, C)), as ``Measured`` keeps them."""
+    confident = reference.max(1) >= CONFIDENT
+    same = probs.argmax(1) == reference.argmax(1)
+    return {"agreement": float(same.mean()), "max_abs": float(np.abs(probs - reference).max()),
+            "mean_tv": float(0.5 * np.abs(probs - reference).sum(1).mean()),
+            "confident_agreement": float(same[confident].mean()) if confident.any() else None}
+
+
+def choose(measured: list[Measured], min_agreement: float, max_prob_error: float = MAX_PROB_ERROR,
+           margin: float = MARGIN) -> tuple[Measured, str]:
     """The candidate to keep and a one-sentence reason; sets each candidate's ``verdict``."""
     order = [c.name for c in CANDIDATES]
     rank = {name: (order.index(name) if name in order else len(order)) for name in (m.name for m in measured)}
@@ -65,10 +86,15 @@ def choose(measured: list[Measured], min_agreement: float, margin: float = MARGI
     for m in measured:
         if m.error is not None:
             m.verdict = f"failed: {m.error}"
+        elif m.skipped is not None:
+            m.verdict = m.skipped
         elif m.median_ms is None:
             m.verdict = "not timed"
         elif m is not ref and (m.agreement is None or m.agreement < min_agreement):
             m.verdict = f"rejected: top-1 agreement {100 * (m.agreement or 0):.2f}% < {100 * min_agreement:.2f}%"
+        elif m is not ref and (m.mean_tv is None or m.mean_tv > max_prob_error):
+            m.verdict = (f"rejected: mean probability error (TV) {m.mean_tv if m.mean_tv is not None else float('nan'):.4f}"
+                         f" > {max_prob_error:.4f}")
         else:
             eligible.append(m)
     fastest = min(eligible, key=lambda m: m.median_ms)
@@ -88,7 +114,8 @@ def choose(measured: list[Measured], min_agreement: float, margin: float = MARGI
         reason = f"fp32 kept: {why} on this machine"
     else:
         reason = (f"{chosen.name}: {speed:.2f}× faster than fp32 ({chosen.median_ms:.2f} vs {ref.median_ms:.2f} ms "
-                  f"median) with {100 * chosen.agreement:.2f}% top-1 agreement (≥ {100 * min_agreement:.2f}%)")
+                  f"median) with {100 * chosen.agreement:.2f}% top-1 agreement (≥ {100 * min_agreement:.2f}%) and "
+                  f"mean probability error {chosen.mean_tv:.4f} (≤ {max_prob_error:.4f})")
     return chosen, reason
 
 
@@ -99,14 +126,20 @@ class AutoChoice:
     record: dict  # what goes into card.extra["precision_auto"]
 
 
-def _build(candidate: Candidate, fp32_graph, frames):
+def _build(candidate: Candidate, fp32_graph, frames, reference=None, min_agreement=0.99,
+           max_prob_error=MAX_PROB_ERROR):
+    """The candidate's graph, and for a mixed one the record of its search (graph None when no mix qualifies)."""
     from socketedge.export import precision
 
     if candidate.precision == "fp32":
-        return fp32_graph
+        return fp32_graph, None
     if candidate.precision == "fp16":  # a copy: the converter may edit the graph it is given
-        return precision.to_fp16(type(fp32_graph).FromString(fp32_graph.SerializeToString()))
-    return precision.to_int8(fp32_graph, frames, candidate.int8_activations)
+        return precision.to_fp16(type(fp32_graph).FromString(fp32_graph.SerializeToString())), None
+    if not candidate.mixed:
+        return precision.to_int8(fp32_graph, frames, candidate.int8_activations), None
+    with precision.Int8Builder(fp32_graph, frames, candidate.int8_activations) as builder:
+        return precision.mixed_int8(builder, frames, reference, min_agreement=min_agreement,
+                                    max_prob_error=max_prob_error)
 
 
 def _batch1_reference(fused, frames: list[np.ndarray]) -> np.ndarray:
@@ -116,7 +149,8 @@ def _batch1_reference(fused, frames: list[np.ndarray]) -> np.ndarray:
         return np.concatenate([fused(torch.from_numpy(f[None, None]))[0].numpy() for f in frames])
 
 
-def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: float, backend: str,
+def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: float,
+           max_prob_error: float = MAX_PROB_ERROR, backend: str,
            threads: int | None, warmup: int, iters: int, progress=None,
            candidates: tuple[Candidate, ...] = CANDIDATES) -> AutoChoice:
     """Build, check and time ``candidates``; return the chosen graph and the record for the card."""
@@ -152,9 +186,22 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
             for c in candidates:
                 m = Measured(c.name, c.precision, c.int8_activations)
                 measured.append(m)
-                step(f"building {c.name}")
+                plain = next((p for p in measured if p.name == "int8-uint8"), None)
+                if c.mixed and plain is not None and plain.agreement is not None and \
+                        plain.agreement >= min_agreement and (plain.mean_tv or 0) <= max_prob_error:
+                    m.skipped = "not built: int8-uint8 already within the tolerance"
+                    advance(2)
+                    continue
+                step(f"building {c.name}" + (" (per-layer sensitivity)" if c.mixed else ""))
                 try:
-                    graph = _build(c, fp32_graph, frames)
+                    graph, search = _build(c, fp32_graph, frames, reference, min_agreement, max_prob_error)
+                    if c.mixed and graph is None:
+                        m.skipped = (f"rejected: no mix with ≤ half of the {search['compute_nodes']} compute layers "
+                                     "float32 reaches the tolerance on the calibration frames")
+                        advance(2)
+                        continue
+                    if search is not None:
+                        m.float_nodes = search["float_nodes"]
                     onnx_export.check(graph)
                 except Exception as e:  # a converter / quantizer failure drops this candidate, not the export
                     m.error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
@@ -168,6 +215,8 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                 candidate_card.precision = c.precision
                 if c.int8_activations:
                     candidate_card.extra["int8_activations"] = c.int8_activations
+                if m.float_nodes:
+                    candidate_card.extra["int8_float_nodes"] = m.float_nodes
                 onnx_export.set_metadata(graph, candidate_card)
                 onnx_export.save(graph, path)
                 if c.precision == "int8":
@@ -180,8 +229,8 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                     continue
                 opened[c.name] = b
                 probs = np.concatenate([b.infer(f)[0] for f in x])
-                m.agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
-                m.max_abs = float(np.abs(probs - reference).max())
+                for key, value in prob_errors(probs, reference).items():
+                    setattr(m, key, value)
                 advance()
             step(f"timing {len(opened)} candidates side by side")
             meters = time_interleaved(opened, timing_frame, warmup, iters)
@@ -195,8 +244,13 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
         finally:
             for b in opened.values():
                 b.close()
-    chosen, reason = choose(measured, min_agreement)
-    record = {"chosen": chosen.name, "reason": reason, "min_agreement": min_agreement, "margin": MARGIN,
+    chosen, reason = choose(measured, min_agreement, max_prob_error)
+    classes = len(set(reference.argmax(1).tolist()))
+    if classes == 1:
+        reason += (f"; note: fp32 predicts one class on all {len(frames)} check frames, so top-1 agreement is "
+                   "uninformative here and the probability bound decides")
+    record = {"chosen": chosen.name, "reason": reason, "min_agreement": min_agreement,
+              "max_prob_error": max_prob_error, "reference_classes": classes, "margin": MARGIN,
               "backend": backend, "backend_detail": described, "threads": used_threads,
               "frame": list(timing_frame.shape[-2:]), "batch": 1, "warmup": warmup, "iters": iters,
               "agreement_frames": len(frames), "cpu": cpu_features(),

@@ -41,6 +41,8 @@ class ExportConfig(BaseModel):
     int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; onnxruntime's int8 kernels)
     # --precision auto: minimum top-1 agreement with fp32 on the calibration frames, and how candidates are timed
     auto_min_agreement: float = Field(0.99, ge=0, le=1)
+    # --precision auto: largest mean total-variation distance to fp32's probabilities (export/auto.py)
+    auto_max_prob_error: float = Field(0.02, ge=0, le=1)
     auto_backend: str = "onnxruntime-cpu"  # the runtime backend the model will be deployed with
     auto_threads: int | None = Field(None, ge=1)  # default: the free cores, as `run` uses
     auto_warmup: int = Field(5, ge=0)
@@ -213,7 +215,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
 
             choice = auto_precision.select(
                 fused, graph, frames, build_card(ensemble, manifest, cfg.model, "fp32"),
-                min_agreement=cfg.auto_min_agreement, backend=cfg.auto_backend, threads=cfg.auto_threads,
+                min_agreement=cfg.auto_min_agreement, max_prob_error=cfg.auto_max_prob_error,
+                backend=cfg.auto_backend, threads=cfg.auto_threads,
                 warmup=cfg.auto_warmup, iters=cfg.auto_iters, progress=progress)
             graph, prec, auto_record = choice.graph, PRECISIONS.get(choice.candidate.precision), choice.record
             activations = choice.candidate.int8_activations or activations

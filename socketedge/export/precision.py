@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from socketedge.export.frames import as_batch
-from socketedge.export.metadata import INPUT_NAME
+from socketedge.export.metadata import INPUT_NAME, OUTPUT_PROBS
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 INT8_OPS = ["Conv", "Gemm", "MatMul"]
@@ -173,41 +173,150 @@ class FrameReader:
 
 
 INT8_ACTIVATIONS = ("int8", "uint8")
+CALIBRATIONS = ("minmax", "percentile", "entropy")
+
+
+class Int8Builder:
+    """Static QDQ quantization of a float32 graph calibrated on ``frames``, reusable for several variants of one
+    graph: the graph is prepared (shape inference + optimisation) and calibrated once (onnxruntime's
+    calibration cache), then ``build`` quantizes it with any set of extra nodes kept float32 — what mixed
+    precision and the per-layer sensitivity need. Weights: per-channel symmetric int8. ``activations`` "int8"
+    (symmetric, Conv / Gemm / MatMul inputs: TensorRT's explicit quantization) or "uint8" (asymmetric, the whole
+    network body, 7-bit weights: onnxruntime's QLinearConv kernels on CPUs). The preprocessing and the softmax /
+    ζ-mixing stay float32 in both (module docstring). ``reduce_range`` overrides the form's weight range (7-bit
+    for uint8, 8-bit for int8); ``calibration``: onnxruntime's MinMax, Percentile (99.999) or Entropy ranges."""
+
+    def __init__(self, model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
+                 reduce_range: bool | None = None, calibration: str = "minmax"):
+        if activations not in INT8_ACTIVATIONS:
+            raise ValueError(f"activations must be one of {INT8_ACTIVATIONS}, got {activations!r}")
+        if calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {calibration!r}")
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        self.frames, self.activations, self.calibration = list(frames), activations, calibration
+        self.symmetric = activations == "int8"
+        self.reduce_range = not self.symmetric if reduce_range is None else reduce_range
+        self._tmp = tempfile.TemporaryDirectory(prefix="socketedge-int8-")
+        tmp = Path(self._tmp.name)
+        src, self._pre, self._cache = tmp / "fp32.onnx", tmp / "pre.onnx", tmp / "calibration.json"
+        onnx.save_model(model, str(src))
+        try:  # shape inference + graph optimisation recommended before quantization
+            quant_pre_process(str(src), str(self._pre), skip_symbolic_shape=True)
+        except Exception:  # a graph the pre-processor cannot handle is still quantizable as is
+            self._pre = src
+        prepared = onnx.load_model(str(self._pre))
+        self.keep_float = float32_regions(prepared)  # names every node; computed on the graph being quantized
+        onnx.save_model(prepared, str(self._pre))
+        kept = set(self.keep_float)
+        #: the convolutions / matrix products that get quantized, in graph order (mixed precision picks from these)
+        self.compute_nodes = [n.name for n in prepared.graph.node if n.op_type in COMPUTE_OPS and n.name not in kept]
+        self._all_nodes = [n.name for n in prepared.graph.node]
+
+    def build(self, keep_float: Iterable[str] = (), only: str | None = None) -> onnx.ModelProto:
+        """The quantized graph with the nodes ``keep_float`` also left float32, or (``only``) with just that one
+        node quantized (the per-layer sensitivity)."""
+        from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                              quantize_static)
+
+        class Reader(FrameReader, CalibrationDataReader):
+            pass
+
+        exclude = [*self.keep_float, *keep_float]
+        if only is not None:
+            exclude = [n for n in self._all_nodes if n != only]
+        method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                  "entropy": CalibrationMethod.Entropy}[self.calibration]
+        out = Path(self._tmp.name) / "int8.onnx"
+        quantize_static(
+            str(self._pre), str(out), Reader(self.frames), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=INT8_OPS if self.symmetric else None, nodes_to_exclude=exclude,
+            per_channel=True, reduce_range=self.reduce_range, weight_type=QuantType.QInt8,
+            calibrate_method=method, calibration_cache_path=str(self._cache),
+            activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
+            extra_options={"ActivationSymmetric": self.symmetric, "WeightSymmetric": True,
+                           "CalibPercentile": 99.999})
+        return onnx.load_model(str(out))
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    def __enter__(self) -> Int8Builder:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
-            reduce_range: bool | None = None) -> onnx.ModelProto:
-    """Static QDQ quantization of a float32 graph calibrated on ``frames``: per-channel symmetric int8 weights;
-    ``activations`` "int8" (symmetric, Conv / Gemm / MatMul inputs: TensorRT's explicit quantization) or
-    "uint8" (asymmetric, the whole network body, 7-bit weights: onnxruntime's QLinearConv kernels on CPUs).
-    The preprocessing and the softmax / ζ-mixing stay float32 in both (module docstring). ``reduce_range``
-    overrides the form's weight range (7-bit for uint8, 8-bit for int8)."""
-    if activations not in INT8_ACTIVATIONS:
-        raise ValueError(f"activations must be one of {INT8_ACTIVATIONS}, got {activations!r}")
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+            reduce_range: bool | None = None, calibration: str = "minmax",
+            keep_float: Iterable[str] = ()) -> onnx.ModelProto:
+    """Static QDQ quantization of a float32 graph calibrated on ``frames`` (``Int8Builder``), with the nodes
+    ``keep_float`` also left float32."""
+    with Int8Builder(model, frames, activations, reduce_range, calibration) as builder:
+        return builder.build(keep_float)
 
-    class Reader(FrameReader, CalibrationDataReader):
-        pass
 
-    symmetric = activations == "int8"
-    with tempfile.TemporaryDirectory(prefix="socketedge-int8-") as tmp:
-        src, pre, out = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
-        onnx.save_model(model, str(src))
-        try:  # shape inference + graph optimisation recommended before quantization
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        except Exception:  # a graph the pre-processor cannot handle is still quantizable as is
-            pre = src
-        prepared = onnx.load_model(str(pre))
-        keep_float = float32_regions(prepared)  # names every node; computed on the graph being quantized
-        onnx.save_model(prepared, str(pre))
-        quantize_static(
-            str(pre), str(out), Reader(frames), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=INT8_OPS if symmetric else None, nodes_to_exclude=keep_float,
-            per_channel=True, reduce_range=not symmetric if reduce_range is None else reduce_range,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
-        return onnx.load_model(str(out))
+def run_probs(model: onnx.ModelProto, frames: list[np.ndarray], threads: int = 1) -> np.ndarray:
+    """(N, C) probabilities of ``frames`` (batch 1 each) through onnxruntime's CPU provider."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run([OUTPUT_PROBS], {INPUT_NAME: as_batch([f])})[0] for f in frames])
+
+
+def log_prob_error(probs: np.ndarray, reference: np.ndarray) -> float:
+    """Mean squared difference of the centred log-probabilities (the logits up to a per-frame constant): a
+    layer's damage even where the probabilities are saturated."""
+    def centred(p):
+        lp = np.log(np.maximum(p.astype(np.float64), 1e-30))
+        return lp - lp.mean(1, keepdims=True)
+
+    return float(((centred(probs) - centred(reference)) ** 2).mean())
+
+
+def layer_sensitivity(builder: Int8Builder, frames: list[np.ndarray], reference: np.ndarray, threads: int = 1,
+                      progress=None) -> list[tuple[str, float]]:
+    """Each compute node quantized alone (everything else float32), run by onnxruntime's real kernels on
+    ``frames``: its ``log_prob_error`` against ``reference`` (the fp32 probabilities), most sensitive first."""
+    task = progress.add_task("int8 sensitivity", total=len(builder.compute_nodes), terms="") if progress else None
+    out = []
+    for name in builder.compute_nodes:
+        out.append((name, log_prob_error(run_probs(builder.build(only=name), frames, threads), reference)))
+        if task is not None:
+            progress.advance(task)
+    if task is not None:
+        progress.remove_task(task)
+    return sorted(out, key=lambda kv: -kv[1])
+
+
+def mixed_int8(builder: Int8Builder, frames: list[np.ndarray], reference: np.ndarray, *, min_agreement: float,
+               max_prob_error: float, threads: int = 1, max_float: float = 0.5, sensitivity_frames: int = 16,
+               ranking: list[tuple[str, float]] | None = None, progress=None
+               ) -> tuple[onnx.ModelProto | None, dict]:
+    """Mixed precision: the most sensitive compute nodes (``layer_sensitivity``) kept float32, 1, 2, 4, … of
+    them, until the graph agrees with ``reference`` on ``frames`` (top-1 agreement ≥ ``min_agreement`` and mean
+    total-variation distance ≤ ``max_prob_error``); at most ``max_float`` of the compute nodes (more would leave
+    little int8 to gain from). The ranking uses the first ``sensitivity_frames`` frames (or is given); every step
+    is checked on all of them. Returns the graph (None when no such mix reaches the bound) and a record of the
+    ranking and the steps tried."""
+    if ranking is None:
+        ranking = layer_sensitivity(builder, frames[:sensitivity_frames], reference[:sensitivity_frames], threads,
+                                    progress)
+    limit = max(1, int(max_float * len(ranking)))
+    steps, k = [], 1
+    record = {"ranking": [[n, e] for n, e in ranking], "steps": steps, "compute_nodes": len(ranking)}
+    while k <= limit:
+        keep = [n for n, _ in ranking[:k]]
+        graph = builder.build(keep)
+        probs = run_probs(graph, frames, threads)
+        same = probs.argmax(1) == reference.argmax(1)
+        tv = float(0.5 * np.abs(probs - reference).sum(1).mean())
+        steps.append({"float_nodes": k, "agreement": float(same.mean()), "mean_tv": tv})
+        if same.mean() >= min_agreement and tv <= max_prob_error:
+            record["float_nodes"] = keep
+            return graph, record
+        k = min(2 * k, limit) if k < limit else limit + 1
+    return None, record

@@ -141,7 +141,8 @@ def choice_table(record: dict, title: str | None = None):
     t = Table(title=title or f"--precision auto: {record['chosen']} chosen ({record['backend']}, "
                              f"{record['frame'][0]}x{record['frame'][1]} frames)",
               caption=record["reason"])
-    for col in ("candidate", "median ms", "p90 ms", "× fp32 speed", "top-1 vs fp32", "kernels", "verdict"):
+    for col in ("candidate", "median ms", "p90 ms", "× fp32 speed", "top-1 vs fp32", "mean |Δp| (TV)", "kernels",
+                "verdict"):
         t.add_column(col, justify="right" if col.endswith(("ms", "speed", "fp32")) else "left")
     for c in record["candidates"]:
         speed = f"{base / c['median_ms']:.2f}" if base and c.get("median_ms") else "-"
@@ -149,7 +150,7 @@ def choice_table(record: dict, title: str | None = None):
         t.add_row(c["name"], f"{c['median_ms']:.2f}" if c.get("median_ms") else "-",
                   f"{c['p90_ms']:.2f}" if c.get("p90_ms") else "-", speed,
                   f"{100 * c['agreement']:.2f}%" if c.get("agreement") is not None else "-",
-                  c.get("kernels") or "-", verdict)
+                  f"{c['mean_tv']:.4f}" if c.get("mean_tv") is not None else "-", c.get("kernels") or "-", verdict)
     return t
 
 

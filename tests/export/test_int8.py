@@ -92,3 +92,49 @@ def test_uint8_activations_for_onnxruntime_cpu(exported, target_dir):
 def test_uint8_activations_only_for_int8_onnx(cli, bundle1, tmp_path):
     result = cli("export", bundle1, "--out", tmp_path / "m.onnx", "--int8-activations", "uint8")
     assert result.exit_code == 1 and "TensorRT" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _fp32_graph(bundle):
+    from socketedge.export import onnx_export
+
+    fused, _ = fuse(load_bundle(bundle)[0])
+    return onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16)))
+
+
+def test_mixed_precision_keeps_the_most_sensitive_layers_float(trained_bundle):
+    from socketedge.export import precision
+
+    g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
+    ref = precision.run_probs(g, frames)
+    with precision.Int8Builder(g, frames, "uint8") as builder:
+        assert len(builder.compute_nodes) == 5  # 3 convolutions, the bottleneck and the classifier
+        ranking = precision.layer_sensitivity(builder, frames[:8], ref[:8])
+        assert [n for n, _ in ranking] != [] and sorted(n for n, _ in ranking) == sorted(builder.compute_nodes)
+        assert all(e >= 0 for _, e in ranking) and ranking[0][1] >= ranking[-1][1]
+        # one layer quantized alone: only it becomes an int8 kernel
+        alone = kernel_census(builder.build(only=ranking[0][0]).SerializeToString())
+        assert alone.quantized == 1 and alone.float_fallback == 4
+        full = precision.run_probs(builder.build(), frames)
+        full_tv = 0.5 * np.abs(full - ref).sum(1).mean()
+        # a bound the fully quantized graph misses but a float layer or two meets
+        graph, record = precision.mixed_int8(builder, frames, ref, min_agreement=0.0, max_prob_error=full_tv * 0.999,
+                                             ranking=ranking)
+    assert record["steps"][0]["float_nodes"] == 1
+    if graph is None:  # no mix of ≤ 2 float layers (half of 5) got below: the search says so and stops
+        assert len(record["steps"]) == 2 and "float_nodes" not in record
+        return
+    kept = record["float_nodes"]
+    assert kept == [n for n, _ in ranking[: len(kept)]] and record["steps"][-1]["mean_tv"] <= full_tv * 0.999
+    census = kernel_census(graph.SerializeToString())
+    assert census.float_fallback == len(kept) and census.quantized == 5 - len(kept)
+
+
+def test_percentile_calibration_builds_and_agrees(trained_bundle):
+    from socketedge.export import precision
+
+    g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
+    ref = precision.run_probs(g, frames)
+    got = precision.run_probs(precision.to_int8(g, frames, "uint8", calibration="percentile"), frames)
+    assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    with pytest.raises(ValueError, match="calibration must be one of"):
+        precision.Int8Builder(g, frames, "uint8", calibration="kl")

@@ -18,12 +18,17 @@ from socketedge.runtime.backends import register_backend
 from socketedge.runtime.onnx_backend import OnnxRuntimeBackend
 
 # seconds per inference of each candidate in the stub: int8-uint8 clearly the fastest, then int8
-TIMES = {"fp32": 0.02, "fp16": 0.03, "int8": 0.01, "int8-uint8": 0.002}
+TIMES = {"fp32": 0.02, "fp16": 0.03, "int8": 0.01, "int8-uint8": 0.002, "int8-uint8-mixed": 0.004}
 CORRUPT: set[str] = set()  # candidates whose stub answers with the wrong class (the tolerance test)
+# candidates whose stub keeps every top-1 class but flattens the probabilities towards uniform (p → 0.4 p + 0.6 / C,
+# a monotone map): perfect agreement, wrong probabilities — what top-1 agreement alone would accept
+FLATTEN: set[str] = set()
 
 
 def candidate_of(card: ModelCard) -> str:
-    return "int8-uint8" if card.extra.get("int8_activations") == "uint8" else card.precision
+    if card.extra.get("int8_activations") == "uint8":
+        return "int8-uint8-mixed" if card.extra.get("int8_float_nodes") else "int8-uint8"
+    return card.precision
 
 
 @register_backend("stubtimed")
@@ -41,11 +46,13 @@ class FixedTimingBackend(OnnxRuntimeBackend):
         if name in CORRUPT:
             probs = np.roll(probs, 1, axis=1)
             label = probs.argmax(1)
+        if name in FLATTEN:
+            probs = (0.4 * probs + 0.6 / probs.shape[1]).astype(probs.dtype)
         return probs, label
 
 
-def measured(name, ms, agreement=1.0, precision="int8"):
-    return Measured(name, precision, None, median_ms=ms, agreement=agreement)
+def measured(name, ms, agreement=1.0, precision="int8", mean_tv=0.0):
+    return Measured(name, precision, None, median_ms=ms, agreement=agreement, mean_tv=mean_tv)
 
 
 def test_choose_keeps_the_fastest_candidate_that_agrees():
@@ -64,6 +71,29 @@ def test_choose_respects_the_agreement_tolerance():
     assert choose(cands, 0.97)[0].name == "int8-uint8"
     chosen, reason = choose(cands, 0.999)
     assert chosen.name == "fp32" and reason.startswith("fp32 kept")
+
+
+def test_choose_rejects_good_agreement_with_large_probability_error():
+    cands = [measured("fp32", 50, precision="fp32"), measured("int8", 40, mean_tv=0.01),
+             measured("int8-uint8", 20, agreement=1.0, mean_tv=0.3)]
+    chosen, reason = choose(cands, 0.99, max_prob_error=0.02)
+    assert chosen.name == "int8" and "mean probability error 0.0100" in reason
+    assert cands[2].verdict == "rejected: mean probability error (TV) 0.3000 > 0.0200"
+    assert choose(cands, 0.99, max_prob_error=0.5)[0].name == "int8-uint8"
+    # a candidate whose probability error was never measured does not qualify either
+    cands[1].mean_tv = None
+    assert choose(cands, 0.99, max_prob_error=0.02)[0].name == "fp32"
+
+
+def test_prob_errors():
+    from socketedge.export.auto import prob_errors
+
+    ref = np.array([[0.9, 0.1], [0.4, 0.6], [0.55, 0.45]])
+    got = np.array([[0.8, 0.2], [0.6, 0.4], [0.55, 0.45]])
+    e = prob_errors(got, ref)
+    assert e["agreement"] == pytest.approx(2 / 3) and e["max_abs"] == pytest.approx(0.2)
+    assert e["mean_tv"] == pytest.approx((0.1 + 0.2 + 0.0) / 3)
+    assert e["confident_agreement"] == pytest.approx(2 / 3)  # all three have top p ≥ 0.5
 
 
 def test_choose_prefers_the_more_exact_candidate_within_the_margin():
@@ -89,7 +119,10 @@ def test_auto_picks_the_clearly_faster_variant(trained_bundle, tmp_path, cli):
     assert record["chosen"] == "int8-uint8", record
     assert result.passed and result.card.precision == "int8" and result.card.extra["int8_activations"] == "uint8"
     by_name = {c["name"]: c for c in record["candidates"]}
-    assert set(by_name) == {"fp32", "fp16", "int8", "int8-uint8"}
+    assert set(by_name) == {"fp32", "fp16", "int8", "int8-uint8", "int8-uint8-mixed"}
+    # plain int8-uint8 is within the tolerance, so no mixed-precision search is made
+    assert by_name["int8-uint8-mixed"]["verdict"] == "not built: int8-uint8 already within the tolerance"
+    by_name.pop("int8-uint8-mixed")
     assert by_name["int8-uint8"]["median_ms"] < by_name["int8"]["median_ms"] < by_name["fp32"]["median_ms"]
     assert all(c["agreement"] >= 0.99 for c in by_name.values())
     assert "faster than fp32" in record["reason"] and record["backend"] == "stubtimed"
@@ -110,9 +143,9 @@ def test_auto_picks_the_clearly_faster_variant(trained_bundle, tmp_path, cli):
 
 
 def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
-    CORRUPT.add("int8-uint8")
-    try:
-        result = _auto(trained_bundle, tmp_path / "auto.onnx")
+    CORRUPT.update({"int8-uint8", "int8-uint8-mixed"})
+    try:  # the tiny test model's int8 moves ~0.05 of probability mass: a looser bound, so int8 qualifies
+        result = _auto(trained_bundle, tmp_path / "auto.onnx", auto_max_prob_error=0.1)
     finally:
         CORRUPT.clear()
     record = result.card.extra["precision_auto"]
@@ -120,10 +153,24 @@ def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
     assert by_name["int8-uint8"]["verdict"].startswith("rejected: top-1 agreement")
     assert record["chosen"] == "int8" and result.card.extra["int8_activations"] == "int8"
     # no reduced precision allowed to differ at all, and int8 differing a little: fp32 is kept
-    strict = _auto(trained_bundle, tmp_path / "strict.onnx", auto_min_agreement=1.0)
+    strict = _auto(trained_bundle, tmp_path / "strict.onnx", auto_min_agreement=1.0, auto_max_prob_error=0.1)
     chosen = strict.card.extra["precision_auto"]["chosen"]
     agreements = {c["name"]: c["agreement"] for c in strict.card.extra["precision_auto"]["candidates"]}
     assert agreements[chosen] == 1.0
+
+
+def test_auto_rejects_a_variant_with_good_agreement_but_wrong_probabilities(trained_bundle, tmp_path):
+    FLATTEN.update({"int8-uint8", "int8-uint8-mixed"})
+    try:
+        result = _auto(trained_bundle, tmp_path / "auto.onnx", auto_max_prob_error=0.1)
+    finally:
+        FLATTEN.clear()
+    record = result.card.extra["precision_auto"]
+    by_name = {c["name"]: c for c in record["candidates"]}
+    assert by_name["int8-uint8"]["agreement"] == 1.0  # top-1 agreement alone would have taken it
+    assert by_name["int8-uint8"]["mean_tv"] > record["max_prob_error"] == 0.1
+    assert by_name["int8-uint8"]["verdict"].startswith("rejected: mean probability error")
+    assert record["chosen"] == "int8" and result.card.extra["int8_activations"] == "int8"
 
 
 def test_auto_needs_calibration_frames_and_the_onnx_format(cli, tmp_path, bundle1):
@@ -143,3 +190,4 @@ def test_auto_needs_calibration_frames_and_the_onnx_format(cli, tmp_path, bundle
 def _no_leftover_corruption():
     yield
     CORRUPT.clear()
+    FLATTEN.clear()
