@@ -382,6 +382,7 @@ class Adapter:
         ent, div, pl and bn keep backbone_lr_mult (one optimiser; momentum and weight decay as for every term).
         Tensor hooks act before the gradient is accumulated, so DDP's reducer averages the scaled sum."""
         cfg = self.cfg
+        # a frozen trunk (backbone_lr_mult 0: its rate is 0) stays frozen
         factor = cfg.ti_backbone_lr_mult / cfg.backbone_lr_mult if cfg.backbone_lr_mult > 0 else 1.0
         hooks = []
         if factor != 1.0:
