@@ -20,7 +20,7 @@ from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
-                                   decode_set, native_batches, split_indices)
+                                   decode_set, decode_sets, native_batches, split_indices)
 from socketedge.data.depth_units import DepthUnits, check_depth_values, resolve_units
 from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import DEFAULT_DEPTH_RANGE, DEFAULT_DEPTH_SCALE, Preprocess, preprocessing_for
@@ -228,19 +228,24 @@ class Adapter:
             hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
             if len(train_idx) < 2 and cfg.lambda_ti > 0:
                 raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
-            self.ti_src = decode_set(pairs.a.subset(train_idx), self.size, f"decoding TI {self.source_modality}",
-                                     show, self.storage)
-            self.ti_tgt = decode_set(pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}", show,
-                                     self.storage)
-            self._check_ti_depth(self.ti_src, self.ti_tgt, cfg.ti)
+            specs = [(pairs.a.subset(train_idx), self.size, f"decoding TI {self.source_modality}"),
+                     (pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}")]
             held = (pairs.a.subset(hold_idx), pairs.b.subset(hold_idx)) if len(hold_idx) else None
+        else:
+            specs = []
         if cfg.gap_pairs is not None:
             gap = self._ti_pairs(cfg.gap_pairs)
             held = (gap.a, gap.b)
         if held is not None:
-            self.hold_src = decode_set(held[0], self.size, f"decoding held-out {self.source_modality}", show,
-                                       self.storage)
-            self.hold_tgt = decode_set(held[1], self.size, "decoding held-out target", show, self.storage)
+            specs += [(held[0], self.size, f"decoding held-out {self.source_modality}"),
+                      (held[1], self.size, "decoding held-out target")]
+        # every pair set decoded before unreadable files are reported (all of them, in one line)
+        sets = decode_sets(specs, show, self.storage)
+        if cfg.ti is not None:
+            self.ti_src, self.ti_tgt = sets[:2]
+            self._check_ti_depth(self.ti_src, self.ti_tgt, cfg.ti)
+        if held is not None:
+            self.hold_src, self.hold_tgt = sets[-2:]
             if cfg.ti is None:
                 self._check_ti_depth(self.hold_src, self.hold_tgt, cfg.gap_pairs)
         # The frozen source encoders: ψ_k = f_k^src(x_TI^source) once, and the "before" side of the diagnostics.

@@ -104,6 +104,28 @@ DECODE_CHUNK = 256  # frames decoded ahead of the writer: bounds memory whatever
 MAX_LISTED = 20
 
 
+class UnreadableImages(DataError):
+    """Files of one or more sets that cannot be decoded, all of them named (up to MAX_LISTED) in one line."""
+
+    def __init__(self, bad: list[str], total: int, roots: list[str], modalities: list[str]):
+        self.bad, self.total, self.roots, self.modalities = bad, total, roots, modalities
+        shown = ", ".join(bad[:MAX_LISTED]) + (f" and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED
+                                               else "")
+        kind = ("16-bit single-channel PNGs" if modalities == ["depth"] else "images")
+        super().__init__(f"{len(bad)} of {total} {'/'.join(modalities)} files under {', '.join(roots)} cannot be "
+                         f"read as {kind}: {shown}; fix or remove them")
+
+    @classmethod
+    def of(cls, bad: list[str], images: ImageSet) -> "UnreadableImages":
+        return cls(bad, len(images.items), [str(images.root)], [images.modality])
+
+    @classmethod
+    def merge(cls, errors: list["UnreadableImages"], total: int) -> "UnreadableImages":
+        unique = lambda xs: list(dict.fromkeys(xs))  # noqa: E731
+        return cls([b for e in errors for b in e.bad], total,
+                   unique(r for e in errors for r in e.roots), unique(m for e in errors for m in e.modalities))
+
+
 def _decode_all(images: ImageSet, size: int, put, desc: str, show_progress: bool) -> None:
     """Decode every image in order into ``put(i, (C, size, size) array)``; unreadable files are collected and
     reported together, by name, once every file has been tried."""
@@ -130,7 +152,7 @@ def _decode_all(images: ImageSet, size: int, put, desc: str, show_progress: bool
                 put(i, img)
             progress.advance(task, len(chunk))
     if bad:
-        raise _unreadable(bad, n, images)
+        raise UnreadableImages.of(bad, images)
 
 
 def decode_set(images: ImageSet, size: int, desc: str | None = None, show_progress: bool = True,
@@ -166,11 +188,19 @@ def decode_set(images: ImageSet, size: int, desc: str | None = None, show_progre
     return FrameTensor(raw, labels, [it.key for it in images.items], images.modality)
 
 
-def _unreadable(bad: list[str], n: int, images: ImageSet) -> DataError:
-    shown = ", ".join(bad[:MAX_LISTED]) + (f" and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else "")
-    kind = "16-bit single-channel PNGs" if images.modality == "depth" else "images"
-    return DataError(f"{len(bad)} of {n} {images.modality} files under {images.root} cannot be read as {kind}: "
-                     f"{shown}; fix or remove them")
+def decode_sets(specs: Sequence[tuple[ImageSet, int, str]], show_progress: bool = True,
+                storage: FrameStorage | None = None) -> list[FrameTensor]:
+    """``decode_set`` of each (images, size, desc), every set tried before unreadable files are reported: the
+    files of all of them in one error (the sets of one folder given on the command line)."""
+    out, errors = [], []
+    for images, size, desc in specs:
+        try:
+            out.append(decode_set(images, size, desc, show_progress, storage))
+        except UnreadableImages as e:
+            errors.append(e)
+    if errors:
+        raise UnreadableImages.merge(errors, sum(len(images.items) for images, _, _ in specs))
+    return out
 
 
 def native_batches(images: ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -200,7 +230,7 @@ def native_batches(images: ImageSet, batch_size: int) -> Iterator[tuple[torch.Te
                 raw = torch.from_numpy(np.stack([frames[i] for i in rows])).permute(0, 3, 1, 2).contiguous()
                 yield torch.tensor(rows, dtype=torch.long) + start, raw
     if bad:
-        raise _unreadable(sorted(bad), len(images.items), images)
+        raise UnreadableImages.of(sorted(bad), images)
 
 
 def crop_flip_indices(n: int, size: int, out: int, generator: torch.Generator, flip: bool = True):

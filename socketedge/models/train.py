@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
-                                   decode_set, split_indices)
+                                   decode_sets, split_indices)
 from socketedge.data.folders import labeled_folder
 from socketedge.data.preprocess import preprocessing_for
 from socketedge.errors import ConfigError, DataError
@@ -147,8 +147,8 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
         val_idx, train_idx = train_idx[:1], train_idx[1:]
     load = round(size * TRAIN_RESIZE_RATIO)
     storage = FrameStorage.of(cfg.memory_budget, cfg.cache_dir)
-    train = decode_set(images.subset(train_idx), load, "decoding train", cfg.show_progress, storage)
-    val = decode_set(images.subset(val_idx), size, "decoding val", cfg.show_progress, storage)
+    train, val = decode_sets([(images.subset(train_idx), load, "decoding train"),
+                              (images.subset(val_idx), size, "decoding val")], cfg.show_progress, storage)
 
     mult = cfg.backbone_lr_mult if cfg.backbone_lr_mult is not None else (0.1 if cfg.pretrained else 1.0)
     optimizer = sgd_for(model, cfg.lr, mult, cfg.weight_decay, cfg.momentum)
