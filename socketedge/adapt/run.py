@@ -20,7 +20,7 @@ from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
-                                   decode_set, decode_sets, native_batches, split_indices)
+                                   decode_set, decode_sets, frame_rows, native_batches, split_indices)
 from socketedge.data.depth_units import DepthUnits, check_depth_values, resolve_units
 from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import DEFAULT_DEPTH_RANGE, DEFAULT_DEPTH_SCALE, Preprocess, preprocessing_for
@@ -251,10 +251,11 @@ class Adapter:
         # The frozen source encoders: ψ_k = f_k^src(x_TI^source) once, and the "before" side of the diagnostics.
         self.frozen = [copy.deepcopy(m).eval().requires_grad_(False) for m in self.members]
         if cfg.lambda_ti > 0 and self.ti_src is not None:
-            # Each rank encodes its share of the TI source-modality images once (a chunk at a time: a slice of
-            # the disk cache is a view); the shares are all-gathered.
+            # Each rank encodes its share of the TI source-modality images once (read a chunk at a time when
+            # they are in the disk cache); the shares are all-gathered.
             n, part = len(self.ti_src), self.dist.rows(len(self.ti_src))
-            psi = _features_and_probs(self.frozen, self.ti_src.raw[part], self.device, preprocess=self.src_pre)[0]
+            psi = _features_and_probs(self.frozen, frame_rows(self.ti_src.raw, part), self.device,
+                                      preprocess=self.src_pre)[0]
             self.psi = [self.dist.gather_rows(f, n, device=self._comm_device).to(self.device) for f in psi]
             # the scaled TI term's unit: how far apart the source's own TI features lie
             self.psi_spread = [losses.psi_spread(p) for p in self.psi]

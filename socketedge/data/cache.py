@@ -38,7 +38,7 @@ class FrameTensor:
     """N frames of one modality at a common size, with optional labels and their keys.
 
     ``raw`` is an in-memory tensor, or `DiskFrames` (the disk cache) indexed the same way: ``raw[idx]`` gives a
-    tensor of those frames, ``raw[a:b]`` a view, ``len``/``shape`` as a tensor's."""
+    tensor of those frames, ``len``/``shape`` as a tensor's; ``frame_rows`` takes rows of either unread."""
 
     raw: torch.Tensor | DiskFrames  # (N, C, H, W) uint8 or uint16
     labels: torch.Tensor | None
@@ -76,6 +76,13 @@ class FrameStorage:
             return False
         self.used_bytes += nbytes
         return True
+
+
+def frame_rows(raw: torch.Tensor | DiskFrames, rows: slice) -> torch.Tensor | DiskFrames:
+    """Rows of in-memory or disk-cache frames without reading them (a tensor view, or a DiskFrames view)."""
+    if isinstance(raw, DiskFrames):
+        return raw.view(rows.start, rows.stop)
+    return raw[rows]
 
 
 def _workers() -> int:

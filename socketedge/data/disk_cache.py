@@ -70,9 +70,9 @@ def cache_key(paths: Iterable[Path], modality: str, shape: tuple[int, ...], dtyp
 class DiskFrames:
     """(N, C, H, W) frames in a cache file, indexed like a tensor without loading it.
 
-    ``frames[index_tensor]`` / ``frames[list]`` / ``frames[i]`` read those frames into a new tensor;
-    ``frames[a:b]`` is a view of rows a..b (nothing read), as basic slicing is a view in numpy and torch;
-    ``chunks(n)`` reads consecutive rows n at a time; ``np.asarray(frames)`` reads all rows (small views only)."""
+    Any index (``frames[idx_tensor]``, ``frames[list]``, ``frames[a:b]``, ``frames[i]``) reads those frames into a
+    new tensor, so code written for an in-memory tensor works unchanged; ``view(a, b)`` is rows a..b without
+    reading them, ``chunks(n)`` reads consecutive rows n at a time."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, start: int = 0, stop: int | None = None):
         self.path = Path(path)
@@ -129,14 +129,10 @@ class DiskFrames:
             i = j
         return out
 
-    def __getitem__(self, index) -> "torch.Tensor | DiskFrames":
+    def __getitem__(self, index) -> torch.Tensor:
         n = len(self)
         if isinstance(index, slice):
-            start, stop, step = index.indices(n)
-            if step != 1:
-                return self[torch.arange(start, stop, step)]
-            return DiskFrames(self.path, (self._rows, *self._frame_shape), self._np_dtype, self.start + start,
-                              self.start + max(start, stop))
+            return self[torch.arange(*index.indices(n))]
         if isinstance(index, (int, np.integer)) or (isinstance(index, torch.Tensor) and index.ndim == 0):
             i = int(index)
             i = i + n if i < 0 else i
@@ -151,6 +147,12 @@ class DiskFrames:
         if rows.size and (rows.min() < 0 or rows.max() >= n):
             raise IndexError(f"index out of range for {n} frames")
         return torch.from_numpy(self._read_rows(rows))
+
+    def view(self, start: int, stop: int) -> "DiskFrames":
+        """Rows start..stop (clipped like a slice), nothing read."""
+        start, stop, _ = slice(start, stop).indices(len(self))
+        return DiskFrames(self.path, (self._rows, *self._frame_shape), self._np_dtype, self.start + start,
+                          self.start + max(start, stop))
 
     def tensor(self) -> torch.Tensor:
         """Every row of this view, read into memory."""

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from socketedge.data.cache import FrameStorage, decode_set
+from socketedge.data.cache import FrameStorage, decode_set, frame_rows
 from socketedge.data.disk_cache import DATA_FILE, META_FILE, DiskFrames
 from socketedge.data.folders import labeled_folder, paired_folder
 from socketedge.errors import ConfigError, DataError
@@ -35,10 +35,11 @@ def test_disk_frames_equal_the_in_memory_ones_and_index_like_a_tensor(make_datas
         idx = torch.tensor([7, 0, 19, 3, 4, 5])
         assert torch.equal(disk.raw[idx], mem.raw[idx])
         assert torch.equal(disk.raw[-1], mem.raw[-1])
-        view = disk.raw[4:11]
-        assert isinstance(view, DiskFrames) and len(view) == 7  # a slice is a view, as in numpy / torch
+        assert torch.equal(disk.raw[4:11], mem.raw[4:11]) and torch.equal(disk.raw[::5], mem.raw[::5])
+        view = frame_rows(disk.raw, slice(4, 11))
+        assert isinstance(view, DiskFrames) and len(view) == 7  # rows without reading them
         assert torch.equal(view.tensor(), mem.raw[4:11]) and torch.equal(view[[6, 0]], mem.raw[[10, 4]])
-        assert np.array_equal(np.asarray(disk.raw[:3]), mem.raw[:3].numpy())
+        assert np.array_equal(np.asarray(view), mem.raw[4:11].numpy())
         got = torch.cat([raw for _, raw in _batches(disk.raw, 6)])  # predict reads it a chunk at a time
         assert torch.equal(got, mem.raw)
         with pytest.raises(IndexError):
@@ -82,6 +83,8 @@ from socketedge.data.folders import target_folder
 real = cache._decode
 def slow(*a, **k):
     time.sleep(0.05)
+    while os.environ.get("RELEASE") and not os.path.exists(os.environ["RELEASE"]):  # hold the build open
+        time.sleep(0.02)
     return real(*a, **k)
 cache._decode = slow
 cache.DECODE_CHUNK = 4
@@ -151,3 +154,31 @@ def test_unreadable_files_are_reported_together_by_name(make_dataset, tmp_path, 
     assert "2 of 12 depth files" in msg and files[2].name in msg and files[7].name in msg
     cache = tmp_path / "cache"
     assert not cache.exists() or not _entries(cache)  # nothing half-cached under an entry's name
+
+
+def test_two_runs_building_one_entry_at_once_decode_it_once(make_dataset, tmp_path):
+    """The second run waits on the first one's lock, then reuses its entry (and gets the same pixels)."""
+    root = make_dataset("d", per_class=5, modalities=("depth",), labeled=False) / "depth"  # 20 frames, ≥ 1 s
+    cache = tmp_path / "cache"
+    release = tmp_path / "release"
+    cmd = [sys.executable, "-c", _SLOW_BUILD, str(root), str(cache)]
+    first = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(REPO), "RELEASE": str(release)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(cache.glob(".*.tmp")):  # the first run holds the lock and is building (held open)
+        assert time.monotonic() < deadline and first.poll() is None, "the first build never started"
+        time.sleep(0.02)
+    second = subprocess.Popen(cmd, env=os.environ | {"PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert second.stdout.readline().strip() == "building"
+    time.sleep(1.0)  # the second run reaches the lock
+    release.touch()
+    outs = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, outs
+    assert "waiting for another run" in outs[1][1] and "waiting" not in outs[0][1]
+    (entry,) = _entries(cache)
+    from socketedge.data.folders import target_folder
+
+    mem = decode_set(target_folder(root), 16, None, False, FrameStorage(1.0))
+    assert torch.equal(decode_set(target_folder(root), 16, None, False, FrameStorage(0, cache)).raw.tensor(), mem.raw)
+    assert not list(cache.glob(".*.tmp"))
