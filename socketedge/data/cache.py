@@ -157,7 +157,7 @@ def _decode_all(images: ImageSet, size: int, put, desc: str, show_progress: bool
                     bad.append(str(it.path))
                     img = blank
                 put(i, img)
-            progress.advance(task, len(chunk))
+                progress.advance(task)
     if bad:
         raise UnreadableImages.of(bad, images)
 
