@@ -140,6 +140,28 @@ def child(args) -> None:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
 
+def gather_side_by_side(root: Path, cache: Path, load: int, size: int, batch: int, reps: int = 200) -> dict:
+    """The data part of a step alone — gather a shuffled batch of target frames and crop/flip it — from memory
+    and from the disk cache, alternating in one process (the whole step is dominated by compute and noise)."""
+    import torch
+
+    from socketedge.data.cache import FrameStorage, apply_crop, crop_flip_indices, decode_set
+    from socketedge.data.folders import target_folder
+
+    disk = decode_set(target_folder(root / "target" / "depth"), load, None, False, FrameStorage(0, cache)).raw
+    mem = disk.tensor()  # the same frames, in memory
+    g = torch.Generator().manual_seed(0)
+    times: dict[str, list[float]] = {"memory": [], "disk": []}
+    for r in range(reps):
+        idx = torch.randperm(len(mem), generator=g)[:batch]
+        rows, cols = crop_flip_indices(batch, load, size, g)
+        for name in ("memory", "disk") if r % 2 else ("disk", "memory"):
+            t0 = time.perf_counter()
+            apply_crop((mem if name == "memory" else disk)[idx], rows, cols)
+            times[name].append(time.perf_counter() - t0)
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+
+
 def _measure(args, root: Path, cache: Path, mode: str) -> dict:
     cmd = [sys.executable, __file__, "--_child", mode, "--_root", str(root), "--_cache", str(cache),
            "--steps", str(args.steps), "--batch", str(args.batch), "--passes", args.passes] + (["--threads", str(args.threads)]
@@ -186,7 +208,7 @@ def main() -> None:
         print(f"{n} frames + {nt} TI pairs: needs ~{cache_gb + (n + 2 * nt) * 45e3 / 1e9:.1f} GB of disk "
               f"({cache_gb:.1f} GB cache + PNGs)", flush=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="socketedge-data-scale-"))
-    rows = []
+    rows, gather = [], None
     try:
         for n in sizes:
             root, cache = work / f"n{n}", work / f"cache{n}"
@@ -204,6 +226,10 @@ def main() -> None:
                 print(f"  {mode:8s} on_disk={r['on_disk']!s:5s} setup {r['setup_s']:7.1f} s  pre-epoch "
                       f"{r['pre_epoch_s']:7.1f} s  step {r['step_s'] * 1e3:7.1f} ms  peak RSS "
                       f"{r['peak_rss_mb']:7.0f} MB", flush=True)
+            if n == args.side_by_side:
+                gather = gather_side_by_side(root, cache, load, args.input_size, args.batch)
+                print(f"  data part of a step (gather {args.batch} + crop/flip, one process, alternating, median of "
+                      f"200): memory {gather['memory'] * 1e3:.2f} ms, disk {gather['disk'] * 1e3:.2f} ms", flush=True)
             if not args.keep:
                 shutil.rmtree(root, ignore_errors=True)
                 shutil.rmtree(cache, ignore_errors=True)
@@ -225,6 +251,9 @@ def main() -> None:
         print(f"\nat {args.side_by_side} frames: disk-backed step / in-memory step = {d / m:.3f} "
               f"(medians over {len(mem)} alternating rounds; per round "
               f"{', '.join(f'{b / a:.3f}' for a, b in zip([r['step_s'] for r in first if r['mode'] == 'memory'], [r['step_s'] for r in first if r['mode'] == 'disk']))})")
+    if gather:
+        print(f"data part alone: disk / memory = {gather['disk'] / gather['memory']:.3f} "
+              f"({gather['disk'] * 1e3:.2f} vs {gather['memory'] * 1e3:.2f} ms per batch)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 
