@@ -5,8 +5,8 @@ Each measurement is its own process (so its peak RSS is its own): `Adapter` set-
 then `run()` — BatchNorm re-estimation and pseudo-labels over every target frame at native resolution, then
 ``--steps`` real SOCKET steps (all terms, batch 32) — stopped there. At ``--side-by-side`` (2k) the in-memory path
 (today's) and the disk-backed path (every set in the disk cache) run alternately ``--rounds`` times, side by side;
-the other sizes run with the default memory budget (2 GiB: the disk cache from ~16k frames on). The first disk run of a size builds the
-cache; later ones reuse it (see "setup").
+the other sizes run with the default memory budget (1 GiB: the target goes to the disk cache from ~8k frames on).
+The first disk run of a size builds the cache; later ones reuse it (see "setup").
 
 Frames: ``--pool`` distinct synthetic scenes per modality (a tilted floor, a wall and boxes at random depths,
 no per-pixel noise, so the PNGs compress well), written under N file names: every frame is decoded from its own

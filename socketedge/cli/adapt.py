@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
         gap_pairs: Path = typer.Option(None, help="Held-out pairs for the gap diagnostics (instead of --ti-holdout)."),
         memory_budget: float = typer.Option(None, min=0, help="GiB of decoded frames held in memory (default "
-                                            "2); larger sets are decoded once into the disk cache and read from "
+                                            "1); larger sets are decoded once into the disk cache and read from "
                                             "there. 0: always the disk cache. Never changes the result."),
         cache_dir: Path = typer.Option(None, help="Disk cache of decoded frames (default $SOCKETEDGE_CACHE_DIR, "
                                        "else ~/.cache/socketedge/frames)."),

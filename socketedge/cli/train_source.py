@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
                                                 "validation images, else final) | best | final."),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
-        memory_budget: float = typer.Option(None, min=0, help="GiB of decoded images held in memory (default 2); "
+        memory_budget: float = typer.Option(None, min=0, help="GiB of decoded images held in memory (default 1); "
                                             "larger sets are decoded once into the disk cache and read from "
                                             "there. 0: always the disk cache. Never changes the result."),
         cache_dir: Path = typer.Option(None, help="Disk cache of decoded images (default $SOCKETEDGE_CACHE_DIR, "

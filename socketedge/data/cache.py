@@ -29,7 +29,7 @@ from socketedge.utils.progress import console, make_progress
 TRAIN_RESIZE_RATIO = 256 / 224  # resize-then-random-crop, as in the SHOT/SOCKET recipes
 
 
-DEFAULT_MEMORY_BUDGET_GB = 2.0  # decoded sets of one run beyond this go to the disk cache (data/disk_cache.py)
+DEFAULT_MEMORY_BUDGET_GB = 1.0  # decoded sets of one run beyond this go to the disk cache (data/disk_cache.py)
 GIB = 2**30
 
 
