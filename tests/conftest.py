@@ -25,6 +25,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _frame_cache_dir(tmp_path_factory):
+    """The disk cache of decoded frames in a temporary folder, never the user's ~/.cache (subprocesses too)."""
+    from socketedge.data.disk_cache import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("frame-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 @pytest.fixture
 def make_dataset(tmp_path):
     def make(name: str = "data", classes=("a", "b", "c", "d"), per_class: int = 8, modalities=("rgb",), **kw):

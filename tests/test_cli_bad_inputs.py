@@ -37,6 +37,15 @@ def world(tmp_path_factory):
     write_dataset(root / "labeled", CLASSES, 2, ("depth",))
     write_dataset(root / "target", CLASSES, 2, ("depth",), labeled=False)
     write_dataset(root / "ti", ["e", "f"], 2, ("rgb", "depth"))
+    write_dataset(root / "broken", CLASSES, 2, ("depth",), labeled=False)  # two files no decoder reads
+    write_dataset(root / "broken-rgb", CLASSES[:2], 4)
+    write_dataset(root / "broken-ti", ["e", "f"], 2, ("rgb", "depth"))
+    for folder in (root / "broken" / "depth", root / "broken-rgb" / "a"):
+        files = sorted(folder.glob("*.png"))
+        files[0].write_bytes(b"not a png")
+        files[-1].write_bytes(b"")
+    (root / "broken-ti" / "rgb" / "e" / "e_0000.png").write_bytes(b"")
+    (root / "broken-ti" / "depth" / "f" / "f_0001.png").write_bytes(b"not a png")
     src = new_source_model("tiny_cnn", CLASSES)
     save_source(src, root / "src.ckpt")
     member = Member(new_source_model("tiny_cnn", CLASSES).eval(), preprocessing_for(src.meta, "depth"))
@@ -113,6 +122,10 @@ CASES = [
     ("train-select", "train-source --data {w}/rgb --arch tiny_cnn --out {new}.ckpt --select sometimes", "--select"),
     ("train-batch-1", "train-source --data {w}/rgb --arch tiny_cnn --out {new}.ckpt --batch-size 1",
      "--batch-size"),
+    ("train-unreadable-images", "train-source --data {w}/broken-rgb --arch tiny_cnn --out {new}.ckpt",
+     "2 of 8 rgb files"),
+    ("train-negative-memory-budget", "train-source --data {w}/rgb --arch tiny_cnn --out {new}.ckpt "
+     "--memory-budget -1", "--memory-budget"),
     ("train-unknown-option", "train-source --data {w}/rgb --out {new}.ckpt --epoch 3", "--epoch"),
     # import-source
     ("import-source-missing-weights",
@@ -165,12 +178,21 @@ CASES = [
     ("adapt-batch-1", "adapt --source {w}/src.ckpt --target {w}/target --out {new} --batch-size 1", "--batch-size"),
     ("adapt-resume-nothing", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} --resume",
      "--resume"),
+    ("adapt-unreadable-target", "adapt --source {w}/src.ckpt --target {w}/broken --ti {w}/ti --out {new}",
+     "2 of 8 depth files"),
+    ("adapt-unreadable-target-disk", "adapt --source {w}/src.ckpt --target {w}/broken --ti {w}/ti --out {new} "
+     "--memory-budget 0", "2 of 8 depth files"),
+    ("adapt-unreadable-ti-both-sides", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/broken-ti "
+     "--out {new}", "2 of 8 rgb/depth files"),
+    ("adapt-negative-memory-budget", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {new} "
+     "--memory-budget -1", "--memory-budget"),
     ("adapt-socket-without-ti", "adapt --source {w}/src.ckpt --target {w}/target --out {new}", "--ti"),
     # eval
     ("eval-missing-model", "eval {new}.ckpt --data {w}/labeled", "does not exist"),
     ("eval-missing-data", "eval {w}/src.ckpt --data {new} --modality depth", "does not exist"),
     ("eval-depth-scale-0", "eval {w}/src.ckpt --data {w}/labeled --depth-scale 0", "--depth-scale"),
     ("eval-batch-0", "eval {w}/src.ckpt --data {w}/labeled --batch-size 0", "--batch-size"),
+    ("eval-unreadable-images", "eval {w}/src.ckpt --data {w}/broken-rgb", "2 of 8 rgb files"),
     ("eval-out-file", "eval {w}/src.ckpt --data {w}/labeled --out {w}/notes.txt", "is a file"),
     ("eval-depth-range-one-value", "eval {w}/src.ckpt --data {w}/labeled --depth-range 1", "NEAR,FAR"),
     # export

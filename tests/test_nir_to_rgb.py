@@ -70,10 +70,18 @@ def test_nir_source_adapted_to_rgb_exported_and_run_on_colour_frames(cli, tmp_pa
     adapter = Adapter(AdaptConfig(sources=[src], target=task / "rgb", ti=ti, out=tmp_path / "probe", epochs=1,
                                   batch_size=8, device="cpu", show_progress=False, ti_holdout=0.0))
     assert adapter.source_modality == "nir" and adapter.modality == "rgb"
-    assert adapter.ti_src.raw.shape[1] == 1 and adapter.ti_tgt.raw.shape[1] == 3
+    assert adapter.ti_tgt.raw.shape[1] == 3
+    assert adapter.ti_src is None  # freed once ψ is computed
     assert adapter.src_pre[0].spec.modality == "nir" and adapter.ti_pre[0].spec.modality == "rgb"
+    from socketedge.data.cache import decode_set, split_indices
+    from socketedge.data.folders import paired_folder
+
+    pairs = paired_folder(ti, "nir", "rgb")
+    order = split_indices(len(pairs), [0.0, 1.0], 0)[1]  # the adapter's TI training order (no hold-out, seed 0)
+    nir = decode_set(pairs.a.subset(order), adapter.size, None, False).raw
+    assert nir.shape[1] == 1
     with torch.no_grad():
-        psi = adapter.frozen[0].encoder(adapter.src_pre[0](adapter.ti_src.raw))
+        psi = adapter.frozen[0].encoder(adapter.src_pre[0](nir))
     torch.testing.assert_close(adapter.psi[0], psi, atol=1e-5, rtol=1e-5)
 
     r = cli("export", bundle, "--out", onnx_path)

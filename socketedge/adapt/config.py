@@ -49,6 +49,10 @@ class AdaptConfig(BaseModel):
     ti_depth_range: tuple[float, float] | None = None  # the TI camera's valid range (metres)
     ti_holdout: float = Field(0.2, ge=0, lt=1)  # share of TI pairs kept out of training for gap diagnostics
     gap_pairs: Path | None = None  # explicit held-out pairs for the gap diagnostics (then no TI hold-out)
+    # decoded sets beyond this many GiB (summed) go to the disk cache under cache_dir (None: the defaults, see
+    # data/cache.py FrameStorage); where frames live never changes the result
+    memory_budget: float | None = Field(None, ge=0)
+    cache_dir: Path | None = None
     show_progress: bool = True
 
     def effective(self) -> "AdaptConfig":

@@ -19,8 +19,8 @@ from socketedge.adapt.bn_stats import (BatchStatsRecorder, batch_stats, feature_
 from socketedge.adapt.config import AdaptConfig
 from socketedge.adapt.diagnostics import gap_stats, joint_projection
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
-from socketedge.data.cache import (TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set,
-                                   native_batches, split_indices)
+from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
+                                   decode_set, decode_sets, frame_rows, native_batches, split_indices)
 from socketedge.data.depth_units import DepthUnits, check_depth_values, resolve_units
 from socketedge.data.folders import ImageSet, labeled_folder, paired_folder, target_folder
 from socketedge.data.preprocess import DEFAULT_DEPTH_RANGE, DEFAULT_DEPTH_SCALE, Preprocess, preprocessing_for
@@ -143,7 +143,9 @@ class Adapter:
         self.size = max(p.input_size for p in preps)
         self.load = round(self.size * TRAIN_RESIZE_RATIO)
         show = cfg.show_progress
-        self.target = decode_set(target, self.load, "decoding target", show)
+        # in memory while the run's decoded sets fit the budget, else the disk cache (same frames either way)
+        self.storage = FrameStorage.of(cfg.memory_budget, cfg.cache_dir)
+        self.target = decode_set(target, self.load, "decoding target", show, self.storage)
         if len(self.target) < 2:
             raise DataError(f"target folder {cfg.target} has {len(self.target)} image; adaptation needs a batch")
         if self.modality == "depth":
@@ -158,7 +160,7 @@ class Adapter:
         self.labels_set = None
         if cfg.labels is not None:
             self.labels_set = decode_set(labeled_folder(cfg.labels, self.modality, self.class_names), self.size,
-                                         "decoding labels", show)
+                                         "decoding labels", show, self.storage)
         self._load_ti(show)
 
         k = len(self.members)
@@ -226,28 +228,38 @@ class Adapter:
             hold_idx, train_idx = split_indices(n, [hold / n, 1 - hold / n], cfg.seed)
             if len(train_idx) < 2 and cfg.lambda_ti > 0:
                 raise DataError(f"TI folder {cfg.ti} has {n} pairs; socket needs at least a couple for training")
-            self.ti_src = decode_set(pairs.a.subset(train_idx), self.size, f"decoding TI {self.source_modality}",
-                                     show)
-            self.ti_tgt = decode_set(pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}", show)
-            self._check_ti_depth(self.ti_src, self.ti_tgt, cfg.ti)
+            specs = [(pairs.a.subset(train_idx), self.size, f"decoding TI {self.source_modality}"),
+                     (pairs.b.subset(train_idx), self.size, f"decoding TI {self.modality}")]
             held = (pairs.a.subset(hold_idx), pairs.b.subset(hold_idx)) if len(hold_idx) else None
+        else:
+            specs = []
         if cfg.gap_pairs is not None:
             gap = self._ti_pairs(cfg.gap_pairs)
             held = (gap.a, gap.b)
         if held is not None:
-            self.hold_src = decode_set(held[0], self.size, f"decoding held-out {self.source_modality}", show)
-            self.hold_tgt = decode_set(held[1], self.size, "decoding held-out target", show)
+            specs += [(held[0], self.size, f"decoding held-out {self.source_modality}"),
+                      (held[1], self.size, "decoding held-out target")]
+        # every pair set decoded before unreadable files are reported (all of them, in one line)
+        sets = decode_sets(specs, show, self.storage)
+        if cfg.ti is not None:
+            self.ti_src, self.ti_tgt = sets[:2]
+            self._check_ti_depth(self.ti_src, self.ti_tgt, cfg.ti)
+        if held is not None:
+            self.hold_src, self.hold_tgt = sets[-2:]
             if cfg.ti is None:
                 self._check_ti_depth(self.hold_src, self.hold_tgt, cfg.gap_pairs)
         # The frozen source encoders: ψ_k = f_k^src(x_TI^source) once, and the "before" side of the diagnostics.
         self.frozen = [copy.deepcopy(m).eval().requires_grad_(False) for m in self.members]
         if cfg.lambda_ti > 0 and self.ti_src is not None:
-            # Each rank encodes its share of the TI source-modality images once; the shares are all-gathered.
+            # Each rank encodes its share of the TI source-modality images once (read a chunk at a time when
+            # they are in the disk cache); the shares are all-gathered.
             n, part = len(self.ti_src), self.dist.rows(len(self.ti_src))
-            psi = _features_and_probs(self.frozen, self.ti_src.raw[part], self.device, preprocess=self.src_pre)[0]
+            psi = _features_and_probs(self.frozen, frame_rows(self.ti_src.raw, part), self.device,
+                                      preprocess=self.src_pre)[0]
             self.psi = [self.dist.gather_rows(f, n, device=self._comm_device).to(self.device) for f in psi]
             # the scaled TI term's unit: how far apart the source's own TI features lie
             self.psi_spread = [losses.psi_spread(p) for p in self.psi]
+        self.ti_src = None  # only ψ needed the TI source-modality images
 
     def _ti_preprocessing(self, root: Path) -> None:
         """The TI pairs' preprocessing: each side as the members preprocess that modality, but depth in the TI

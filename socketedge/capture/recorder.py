@@ -1,4 +1,4 @@
-"""Writes capture sessions (format: session.py) so that any interruption leaves a valid session.
+"""Writes capture sessions (format: data/session.py) so that any interruption leaves a valid session.
 
 Per frame: each image is encoded in memory, written to a hidden temporary name, checked (every byte written,
 fsynced) and renamed into place (os.replace is atomic), then one line is appended to frames.jsonl. A frame
@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from socketedge.capture.base import Frame, SensorInfo
-from socketedge.capture.session import (
+from socketedge.data.imageio import MODALITIES, write_image
+from socketedge.data.session import (
     FORMAT,
     FORMAT_VERSION,
     FRAMES_FILE,
+    SESSION_MANIFEST,
     SessionFrame,
     frame_stem,
     is_session,
     read_frames,
     read_manifest,
 )
-from socketedge.data.folders import SESSION_MANIFEST
-from socketedge.data.imageio import MODALITIES, write_image
 from socketedge.errors import ConfigError, DataError
 from socketedge.utils.atomic import write_json_atomic
 

@@ -7,7 +7,7 @@ recorded with the frames (calibration, depth scale), so a replay looks like the 
 from __future__ import annotations
 
 from socketedge.capture.base import Extrinsics, Frame, FrameSource, Intrinsics, SensorInfo, register_source
-from socketedge.capture.session import load_session
+from socketedge.data.session import load_session
 from socketedge.data.imageio import read_image
 from socketedge.errors import DataError
 

@@ -53,6 +53,11 @@ def register(app: typer.Typer) -> None:
                                            "outside counts as missing (default: recorded with the pairs, else none)."),
         ti_holdout: float = typer.Option(0.2, help="Share of TI pairs held out for modality-gap diagnostics."),
         gap_pairs: Path = typer.Option(None, help="Held-out pairs for the gap diagnostics (instead of --ti-holdout)."),
+        memory_budget: float = typer.Option(None, min=0, help="GiB of decoded frames held in memory (default "
+                                            "1); larger sets are decoded once into the disk cache and read from "
+                                            "there. 0: always the disk cache. Never changes the result."),
+        cache_dir: Path = typer.Option(None, help="Disk cache of decoded frames (default $SOCKETEDGE_CACHE_DIR, "
+                                       "else ~/.cache/socketedge/frames)."),
         distributed: int = typer.Option(1, min=1, help="Data-parallel ranks on this machine (launches torchrun; "
                                         "--batch-size stays the global batch). For several machines see README."),
     ) -> None:
@@ -78,7 +83,7 @@ def register(app: typer.Typer) -> None:
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
                           depth_scale=depth_scale, depth_range=_range(depth_range), ti_depth_scale=ti_depth_scale,
                           ti_depth_range=_range(ti_depth_range), ti_holdout=ti_holdout,
-                          gap_pairs=gap_pairs)
+                          gap_pairs=gap_pairs, memory_budget=memory_budget, cache_dir=cache_dir)
         try:
             result = adapt(cfg)
         except AdaptInterrupted as e:

@@ -18,7 +18,7 @@ def info(root: Path = typer.Argument(..., help="Session directory."),
     """Sensor, calibration, modalities, captures and frame counts per label."""
     from rich.table import Table
 
-    from socketedge.capture.session import session_info
+    from socketedge.data.session_check import session_info
     from socketedge.utils.progress import console
 
     report = session_info(root)
@@ -47,7 +47,7 @@ def info(root: Path = typer.Argument(..., help="Session directory."),
 def validate(root: Path = typer.Argument(..., help="Session directory."),
              no_decode: bool = typer.Option(False, "--no-decode", help="Only check that files exist.")) -> None:
     """Every frame record readable, every file present and decodable, every pair complete."""
-    from socketedge.capture.session import validate_session
+    from socketedge.data.session_check import validate_session
     from socketedge.errors import DataError
     from socketedge.utils.progress import console, make_progress
 

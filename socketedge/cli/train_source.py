@@ -31,6 +31,11 @@ def register(app: typer.Typer) -> None:
                                                 "validation images, else final) | best | final."),
         seed: int = typer.Option(0),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
+        memory_budget: float = typer.Option(None, min=0, help="GiB of decoded images held in memory (default 1); "
+                                            "larger sets are decoded once into the disk cache and read from "
+                                            "there. 0: always the disk cache. Never changes the result."),
+        cache_dir: Path = typer.Option(None, help="Disk cache of decoded images (default $SOCKETEDGE_CACHE_DIR, "
+                                       "else ~/.cache/socketedge/frames)."),
     ) -> None:
         """Train a source model (SHOT/SOCKET source recipe); keep the final or the best validation epoch."""
         from socketedge.models.train import TrainSourceConfig, train_source
@@ -40,7 +45,8 @@ def register(app: typer.Typer) -> None:
                                 epochs=epochs,
                                 batch_size=batch_size, min_steps=min_steps, lr=lr,
                                 backbone_lr_mult=backbone_lr_mult, input_size=input_size,
-                                val_fraction=val_fraction, select=select, seed=seed, device=device)
+                                val_fraction=val_fraction, select=select, seed=seed, device=device,
+                                memory_budget=memory_budget, cache_dir=cache_dir)
         path, result = train_source(cfg)
         s, best, final = result["schedule"], result["best"], result["final"]
         console.print(f"[green]wrote[/] {path}: {len(result['class_names'])} classes, {result['num_train']} train / "

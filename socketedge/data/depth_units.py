@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.data.folders import SESSION_MANIFEST
+from socketedge.data.session import SESSION_MANIFEST
 from socketedge.data.importers.base import IMPORT_MANIFEST
 from socketedge.errors import ConfigError, DataError
 

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from socketedge.data.imageio import MODALITIES, is_image
+from socketedge.data.session import Session, SessionFrame, is_session, load_session
 from socketedge.errors import ConfigError, DataError
-
-SESSION_MANIFEST = "session.json"
 
 
 @dataclass(frozen=True)
@@ -134,8 +133,8 @@ def resolve_modality(root: Path, modality: str | None, default: str | None = Non
 def labeled_folder(root: Path, modality: str | None = "rgb", class_names: list[str] | None = None) -> ImageSet:
     """Labeled images in class folders (a paired root with a modality subfolder works too)."""
     root = require_dir(Path(root), "data folder")
-    if _is_session(root):
-        return _session_set(root, modality, labels="required", class_names=class_names)
+    if is_session(root):
+        return session_images(root, modality, labels="required", class_names=class_names)
     folder, modality = resolve_modality(root, modality)
     return _scan(folder, modality, "required", "data folder", class_names)
 
@@ -147,8 +146,8 @@ def target_folder(root: Path, modality: str | None = None, class_names: list[str
     ``source``: the modality the source models were trained on (adaptation); the target must be another one, and
     an unstated target modality is the one of the folder that is not ``source``."""
     root = require_dir(Path(root), "target folder")
-    if _is_session(root):
-        images = _session_set(root, modality, labels="optional", class_names=class_names, source=source or "rgb")
+    if is_session(root):
+        images = session_images(root, modality, labels="optional", class_names=class_names, source=source or "rgb")
     else:
         folder, modality = resolve_modality(root, modality, source=source or "rgb")
         images = _scan(folder, modality, "optional", "target folder", class_names)
@@ -162,9 +161,7 @@ def target_folder(root: Path, modality: str | None = None, class_names: list[str
 def paired_folder(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
     """Pairs of ROOT/<a>/… and ROOT/<b>/… images matched by class and stem (never by list position)."""
     root = require_dir(Path(root), "paired folder")
-    if _is_session(root):
-        from socketedge.capture.session import session_pairs
-
+    if is_session(root):
         return session_pairs(root, a, b)
     present = [d.name for d in _subdirs(root) if d.name in MODALITIES]
     b = b or partner_modality(present, a, f"paired folder {root}", suffix="/")
@@ -202,12 +199,63 @@ def match_pairs(root: Path, sa: ImageSet, sb: ImageSet) -> PairedSet:
                      ImageSet(sb.root, sb.modality, items_b, classes))
 
 
-def _is_session(root: Path) -> bool:
-    return (root / SESSION_MANIFEST).is_file()
+# ----------------------------------------------------------------------------------------------------------------
+# Capture sessions (format: data/session.py) as data sets
 
 
-def _session_set(root: Path, modality: str | None, labels: str, class_names: list[str] | None,
-                 source: str = "rgb") -> ImageSet:
-    from socketedge.capture.session import session_images
+def _pick_modality(session: Session, modality: str | None, source: str = "rgb") -> str:
+    present = session.modalities
+    if modality is not None:
+        if modality not in MODALITIES:
+            raise ConfigError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITIES)}")
+        if modality not in present:
+            raise DataError(f"session {session.root} has no {modality} frames; it holds {', '.join(present) or 'none'}")
+        return modality
+    targets = [m for m in present if m != source]
+    if len(targets) == 1:
+        return targets[0]
+    raise ConfigError(f"session {session.root} holds {', '.join(present) or 'no frames'}; pass --modality")
 
-    return session_images(root, modality, labels=labels, class_names=class_names, source=source)
+
+def _image_set(session: Session, frames: list[SessionFrame], modality: str, labels: str,
+               class_names: list[str] | None) -> ImageSet:
+    root = session.root
+    if not frames:
+        raise DataError(f"session {root} has no {modality} frames; capture some with `socketedge capture`")
+    unlabeled = [f for f in frames if not f.label]
+    if labels == "required" and unlabeled:
+        raise DataError(f"session {root}: {len(unlabeled)} of {len(frames)} {modality} frames have no label "
+                        f"(e.g. frame {unlabeled[0].id}); capture labeled frames with --label CLASS")
+    if unlabeled:  # labels are used only when every frame has one
+        return ImageSet(root, modality, [ImageItem(root / f.files[modality], f.stem) for f in frames], None)
+    names, index = class_index({f.label for f in frames}, class_names, f"session {root}")
+    items = [ImageItem(root / f.files[modality], f.key, index[f.label]) for f in frames]
+    return ImageSet(root, modality, items, names)
+
+
+def _sorted_frames(session: Session) -> list[SessionFrame]:
+    return sorted(session.frames, key=lambda f: ((f.label or ""), f.id))
+
+
+def session_images(root: Path, modality: str | None = None, labels: str = "optional",
+                   class_names: list[str] | None = None, source: str = "rgb") -> ImageSet:
+    """The ``modality`` images of a session; labels: 'required' (every frame labeled) or 'optional'. Unstated, the
+    modality is the session's one that is not ``source`` (the source models' modality)."""
+    session = load_session(root)
+    modality = _pick_modality(session, modality, source)
+    frames = [f for f in _sorted_frames(session) if modality in f.files]
+    return _image_set(session, frames, modality, labels, class_names)
+
+
+def session_pairs(root: Path, a: str = "rgb", b: str | None = None) -> PairedSet:
+    """Frames holding both ``a`` and ``b`` images, paired by frame (never by list position)."""
+    session = load_session(root)
+    b = b or partner_modality(session.modalities, a, f"session {root}")
+    for m in (a, b):
+        _pick_modality(session, m)
+    frames = [f for f in _sorted_frames(session) if a in f.files and b in f.files]
+    if not frames:
+        raise DataError(f"session {root} has no frame with both {a} and {b}; capture with --mode paired")
+    sa = _image_set(session, frames, a, "optional", None)
+    sb = _image_set(session, frames, b, "optional", None)
+    return PairedSet(Path(root), (a, b), sa, sb)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from socketedge.data.cache import native_batches
+from socketedge.data.disk_cache import DiskFrames
 from socketedge.data.folders import ImageSet
 from socketedge.errors import DataError
 from socketedge.models.ensemble import Ensemble, Member, member_outputs
@@ -62,9 +63,13 @@ def eval_mode(modules: Sequence[nn.Module]) -> Iterator[None]:
             m.training = training
 
 
-def _batches(frames: torch.Tensor | ImageSet, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(frames: torch.Tensor | DiskFrames | ImageSet, batch_size: int,
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     if isinstance(frames, ImageSet):
         yield from native_batches(frames, batch_size)
+        return
+    if isinstance(frames, DiskFrames):  # the disk cache, read a chunk at a time
+        yield from frames.chunks(batch_size)
         return
     for start in range(0, frames.shape[0], batch_size):
         raw = frames[start:start + batch_size]
@@ -72,12 +77,12 @@ def _batches(frames: torch.Tensor | ImageSet, batch_size: int) -> Iterator[tuple
 
 
 @torch.no_grad()
-def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | ImageSet, device: torch.device | str = "cpu",
+def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrames | ImageSet, device: torch.device | str = "cpu",
             batch_size: int = 64, zeta: torch.Tensor | None = None, features: bool = False,
             preprocess: Sequence[nn.Module] | None = None, desc: str | None = None,
             show_progress: bool = False) -> Predictions:
-    """Run every member over ``frames`` (raw (N, C, H, W), or an ImageSet read at native resolution) in
-    batches, in eval mode without gradients; results on the CPU in the order of ``frames``.
+    """Run every member over ``frames`` (raw (N, C, H, W) in memory or in the disk cache, or an ImageSet read at
+    native resolution) in batches, in eval mode without gradients; results on the CPU in the order of ``frames``.
 
     ``zeta``: the weights of ``Predictions.probs`` (default: the ensemble's ζ, equal weights for a member list).
     ``features``: also return each member's encoder features. ``preprocess``: one module per member that

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field
 
-from socketedge.data.cache import TRAIN_RESIZE_RATIO, apply_crop, batches, crop_flip_indices, decode_set, split_indices
+from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
+                                   decode_sets, split_indices)
 from socketedge.data.folders import labeled_folder
 from socketedge.data.preprocess import preprocessing_for
 from socketedge.errors import ConfigError, DataError
@@ -57,6 +58,10 @@ class TrainSourceConfig(BaseModel):
     best_min_val: int = 100
     seed: int = 0
     device: str = "auto"
+    # decoded images beyond this many GiB go to the disk cache under cache_dir (None: the defaults); where the
+    # frames live never changes the result
+    memory_budget: float | None = Field(None, ge=0)
+    cache_dir: Path | None = None
     show_progress: bool = True
 
 
@@ -141,8 +146,9 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
     if len(val_idx) == 0:
         val_idx, train_idx = train_idx[:1], train_idx[1:]
     load = round(size * TRAIN_RESIZE_RATIO)
-    train = decode_set(images.subset(train_idx), load, "decoding train", cfg.show_progress)
-    val = decode_set(images.subset(val_idx), size, "decoding val", cfg.show_progress)
+    storage = FrameStorage.of(cfg.memory_budget, cfg.cache_dir)
+    train, val = decode_sets([(images.subset(train_idx), load, "decoding train"),
+                              (images.subset(val_idx), size, "decoding val")], cfg.show_progress, storage)
 
     mult = cfg.backbone_lr_mult if cfg.backbone_lr_mult is not None else (0.1 if cfg.pretrained else 1.0)
     optimizer = sgd_for(model, cfg.lr, mult, cfg.weight_decay, cfg.momentum)

@@ -9,10 +9,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 console = Console(stderr=True)
 
@@ -28,11 +30,25 @@ class _Progress(Progress):
             super().stop()
 
 
-def make_progress(transient: bool = False, disable: bool = False) -> Progress:
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. "850 frames/s" (rich's own speed column counts bytes)."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task):
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} {self.unit}/s", style="progress.data.speed")
+
+
+def make_progress(transient: bool = False, disable: bool = False, rate_unit: str | None = None) -> Progress:
+    """``rate_unit``: also show the rate, e.g. "frames" → "850 frames/s"."""
     return _Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *([RateColumn(rate_unit)] if rate_unit else []),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[terms]}"),

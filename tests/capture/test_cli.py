@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from socketedge.capture.session import load_session
+from socketedge.data.session import load_session
 
 
 def test_capture_then_info_and_validate(recording, tmp_path, cli):

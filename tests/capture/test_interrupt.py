@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from socketedge.capture.session import load_session, validate_session
+from socketedge.data.session import load_session
+from socketedge.data.session_check import validate_session
 
 
 def start_capture(rec: Path, out: Path, *extra: str) -> subprocess.Popen:

@@ -48,7 +48,7 @@ def test_realsense_aligned_frames_with_device_calibration(tmp_path):
 @pytest.mark.realsense
 def test_realsense_capture_with_profile(tmp_path):
     from socketedge.capture.capture import CaptureConfig, capture
-    from socketedge.capture.session import validate_session
+    from socketedge.data.session_check import validate_session
 
     serial = _realsense_serial()
     result = capture(CaptureConfig(source=f"realsense://{serial}", out=tmp_path / "s", frames=5, profile="d435"))

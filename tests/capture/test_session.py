@@ -9,8 +9,9 @@ import pytest
 
 from socketedge.capture.base import open_source
 from socketedge.capture.capture import CaptureConfig, capture
-from socketedge.capture.session import load_session, session_images, session_pairs, validate_session
-from socketedge.data.folders import paired_folder, target_folder
+from socketedge.data.folders import paired_folder, session_images, session_pairs, target_folder
+from socketedge.data.session import load_session
+from socketedge.data.session_check import validate_session
 from socketedge.data.imageio import read_image
 from socketedge.errors import ConfigError, DataError
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from socketedge.capture.base import SOURCES, Frame, FrameSource, SensorInfo, register_source
-from socketedge.capture.session import load_session, validate_session
+from socketedge.data.session import load_session
+from socketedge.data.session_check import validate_session
 from socketedge.errors import DeviceError
 
 SCHEME = "test-unplug"

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from socketedge.capture.session import load_session, validate_session
+from socketedge.data.session import load_session
+from socketedge.data.session_check import validate_session
 from socketedge.utils.atomic import write_bytes_atomic
 
 SOURCE = "synthetic://?size=96&seed=3"
