@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from socketedge.errors import DataError
+from socketedge.utils.atomic import fsync_path
 from socketedge.utils.progress import console
 
 CACHE_FORMAT = "socketedge-frame-cache"
@@ -192,16 +193,6 @@ def _open_entry(entry: Path, key: str, shape: tuple[int, ...], dtype: np.dtype) 
     return DiskFrames(entry / DATA_FILE, shape, dtype)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def cached_frames(paths: list[Path], modality: str, frame_shape: tuple[int, ...], dtype: np.dtype,
                   fill: Callable[[Callable[[int, np.ndarray], None]], None], cache_dir: Path | None = None,
                   what: str = "frames") -> tuple[DiskFrames, bool]:
@@ -264,10 +255,10 @@ def _build(cache_dir: Path, entry: Path, key: str, shape: tuple[int, ...], dtype
             os.fsync(fh.fileno())
         meta = _expected_meta(key, shape, dtype) | {"complete": True, "created": time.time()}
         (tmp / META_FILE).write_text(json.dumps(meta))
-        _fsync(tmp / META_FILE)
-        _fsync(tmp)
+        fsync_path(tmp / META_FILE)
+        fsync_path(tmp)
         os.rename(tmp, entry)
-        _fsync(cache_dir)
+        fsync_path(cache_dir)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and not isinstance(e, (FileNotFoundError, PermissionError)):

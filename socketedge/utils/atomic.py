@@ -22,10 +22,12 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident() % 100000}.tmp")
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a folder (a folder: so a rename or new entry in it survives a power cut). Best effort:
+    some filesystems do not open folders or do not fsync them; the rename itself is still atomic."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some filesystems do not open directories; the rename itself is still atomic
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return
     try:
         os.fsync(fd)
@@ -55,7 +57,7 @@ def atomic_path(path: Path, durable: bool = True) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
 
 
 def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
@@ -78,7 +80,7 @@ def write_bytes_atomic(path: Path, data: bytes, durable: bool = True) -> None:
         if size != len(data):
             raise OSError(5, f"wrote {size} of {len(data)} bytes", str(path))
     if durable:
-        _fsync_dir(path.parent)
+        fsync_path(path.parent)
 
 
 def write_text_atomic(path: Path, text: str, durable: bool = True) -> None:
