@@ -27,9 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+from socketedge.export.precision import prob_errors, within_tolerance
+
 MARGIN = 0.05  # a less exact candidate must be more than 5% faster (by median) to be preferred
 MAX_PROB_ERROR = 0.02  # default bound on the mean total-variation distance to fp32's probabilities
-CONFIDENT = 0.5  # fp32 top probability from which a frame counts as confident (recorded agreement subset)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Measured:
     agreement: float | None = None  # top-1 agreement with fp32 PyTorch on the calibration frames (batch 1)
     max_abs: float | None = None  # largest |Δp| over frames and classes
     mean_tv: float | None = None  # mean over frames of ½ Σ_k |Δp_k| (total-variation distance)
-    confident_agreement: float | None = None  # top-1 agreement on the frames where fp32's top p ≥ CONFIDENT
+    confident_agreement: float | None = None  # top-1 agreement where fp32's top p ≥ precision.CONFIDENT
     kernels: str | None = None  # onnxruntime CPU kernel census of the optimized graph (int8 candidates)
     error: str | None = None  # why it could not be built / opened / run
     skipped: str | None = None  # why it was not built (not needed, or no mix reaches the tolerance)
@@ -63,15 +64,6 @@ class Measured:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def prob_errors(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
-    """Agreement and probability errors of ``probs`` against ``reference`` (both (N, C)), as ``Measured`` keeps them."""
-    confident = reference.max(1) >= CONFIDENT
-    same = probs.argmax(1) == reference.argmax(1)
-    return {"agreement": float(same.mean()), "max_abs": float(np.abs(probs - reference).max()),
-            "mean_tv": float(0.5 * np.abs(probs - reference).sum(1).mean()),
-            "confident_agreement": float(same[confident].mean()) if confident.any() else None}
 
 
 def choose(measured: list[Measured], min_agreement: float, max_prob_error: float = MAX_PROB_ERROR,
@@ -188,7 +180,7 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                 measured.append(m)
                 plain = next((p for p in measured if p.name == "int8-uint8"), None)
                 if c.mixed and plain is not None and plain.agreement is not None and \
-                        plain.agreement >= min_agreement and (plain.mean_tv or 0) <= max_prob_error:
+                        within_tolerance(plain.agreement, plain.mean_tv, min_agreement, max_prob_error):
                     m.skipped = "not built: int8-uint8 already within the tolerance"
                     advance(2)
                     continue
