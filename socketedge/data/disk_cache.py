@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,7 @@ class DiskFrames:
 
     Any index (``frames[idx_tensor]``, ``frames[list]``, ``frames[a:b]``, ``frames[i]``) reads those frames into a
     new tensor, so code written for an in-memory tensor works unchanged; ``view(a, b)`` is rows a..b without
-    reading them, ``chunks(n)`` reads consecutive rows n at a time."""
+    reading them."""
 
     def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype, start: int = 0, stop: int | None = None):
         self.path = Path(path)
@@ -162,12 +162,6 @@ class DiskFrames:
     def __array__(self, dtype=None, copy=None):
         arr = self._read_rows(np.arange(len(self)))
         return arr if dtype is None else arr.astype(dtype)
-
-    def chunks(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(positions, raw) for consecutive rows, ``batch_size`` at a time: memory stays one chunk."""
-        for s in range(0, len(self), batch_size):
-            e = min(s + batch_size, len(self))
-            yield torch.arange(s, e), torch.from_numpy(self._read_rows(np.arange(s, e)))
 
     def __repr__(self) -> str:
         return f"DiskFrames({self.path}, rows {self.start}:{self.stop}, {tuple(self.shape)}, {self._np_dtype})"

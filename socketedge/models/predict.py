@@ -68,17 +68,14 @@ def _batches(frames: torch.Tensor | DiskFrames | ImageSet, batch_size: int,
     if isinstance(frames, ImageSet):
         yield from native_batches(frames, batch_size)
         return
-    if isinstance(frames, DiskFrames):  # the disk cache, read a chunk at a time
-        yield from frames.chunks(batch_size)
-        return
-    for start in range(0, frames.shape[0], batch_size):
+    for start in range(0, frames.shape[0], batch_size):  # a slice of DiskFrames reads just those rows
         raw = frames[start:start + batch_size]
         yield torch.arange(start, start + raw.shape[0]), raw
 
 
 @torch.no_grad()
-def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrames | ImageSet, device: torch.device | str = "cpu",
-            batch_size: int = 64, zeta: torch.Tensor | None = None, features: bool = False,
+def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrames | ImageSet,
+            device: torch.device | str = "cpu", batch_size: int = 64, zeta: torch.Tensor | None = None, features: bool = False,
             preprocess: Sequence[nn.Module] | None = None, desc: str | None = None,
             show_progress: bool = False) -> Predictions:
     """Run every member over ``frames`` (raw (N, C, H, W) in memory or in the disk cache, or an ImageSet read at
