@@ -50,25 +50,27 @@ def member_outputs(members, raw: torch.Tensor, preprocess: list[nn.Module] | Non
     return feats, torch.stack(logits)
 
 
-def check_same_classes(models: list[SourceModel], names: list[str] | None = None) -> list[str]:
+def _one_value(models: list[SourceModel], names: list[str] | None, field: str, mismatch: str):
+    """The value of ``meta.<field>`` shared by every model; ``mismatch`` (formatted with name, value, first,
+    ref) is the error when one differs."""
     names = names or [str(i) for i in range(len(models))]
-    ref = models[0].meta.class_names
+    ref = getattr(models[0].meta, field)
     for m, n in zip(models[1:], names[1:]):
-        if m.meta.class_names != ref:
-            raise ModelError(f"{n} has classes {m.meta.class_names} but {names[0]} has {ref}; "
-                             "all sources must share one class list, in the same order")
-    return list(ref)
+        value = getattr(m.meta, field)
+        if value != ref:
+            raise ModelError(mismatch.format(name=n, value=value, first=names[0], ref=ref))
+    return ref
+
+
+def check_same_classes(models: list[SourceModel], names: list[str] | None = None) -> list[str]:
+    return list(_one_value(models, names, "class_names", "{name} has classes {value} but {first} has {ref}; "
+                           "all sources must share one class list, in the same order"))
 
 
 def check_same_modality(models: list[SourceModel], names: list[str] | None = None) -> str:
     """The modality every source was trained on (recorded in its checkpoint); sources of several are an error."""
-    names = names or [str(i) for i in range(len(models))]
-    ref = models[0].meta.modality
-    for m, n in zip(models[1:], names[1:]):
-        if m.meta.modality != ref:
-            raise ModelError(f"{n} was trained on {m.meta.modality} but {names[0]} on {ref}; adapt sources of one "
-                             "modality together")
-    return ref
+    return _one_value(models, names, "modality", "{name} was trained on {value} but {first} on {ref}; adapt "
+                      "sources of one modality together")
 
 
 class Ensemble(nn.Module):
