@@ -113,7 +113,7 @@ def child(args) -> None:
         torch.set_num_threads(args.threads)
     root = Path(args.child_root)
     budget = {"memory": 1e6, "disk": 0.0, "default": None}[args.child_mode]
-    passes = {} if args.passes == "full" else {"recalibrate_bn": False, "lambda_pl": 0.0}
+    passes = {} if args.passes == "full" else {"recalibrate_bn": "never", "lambda_pl": 0.0}
     cfg = AdaptConfig(sources=[root / "src.ckpt"], target=root / "target" / "depth", ti=root / "ti",
                       out=root / f"bundle-{os.getpid()}", epochs=1, batch_size=args.batch, device="cpu",
                       show_progress=False, memory_budget=budget, cache_dir=Path(args.child_cache), **passes)
@@ -184,7 +184,7 @@ def main() -> None:
     ap.add_argument("--passes", choices=("full", "none"), default="full",
                     help="full: adapt's defaults, i.e. BatchNorm re-estimation and pseudo-labels over every target "
                     "frame at native resolution before the first step (~50 ms/frame on 2 CPU cores); none: "
-                    "--no-recalibrate-bn --lambda-pl 0, only the decoded-frame path")
+                    "--recalibrate-bn never --lambda-pl 0, only the decoded-frame path")
     ap.add_argument("--arch", default="tiny_cnn")
     ap.add_argument("--input-size", type=int, default=224, help="model input (load size 256/224 × this)")
     ap.add_argument("--pool", type=int, default=64, help="distinct synthetic scenes per modality")

@@ -5,9 +5,11 @@ model (`import-source`). Pairs are split once by a seeded shuffle: 70% are TI pa
 images are also the unlabeled target set for both methods), 30% are held out and only measured. Reports the
 held-out mean feature distance (RGB through the frozen source encoder vs thermal through the adapted encoder),
 cosine similarity and linear CKA, before and after, for both methods, and a `statistics only` row: the
-running statistics re-estimated on the thermal frames as adaptation starts, no training (left out with
---no-recalibrate-bn), which separates what the statistics do to the gap from what training does. RoadScene has
-no labels, so no accuracy is reported.
+running statistics re-estimated on the thermal frames, no training, which separates what the statistics do to
+the gap from what training does. Which statistics each method went on with at the start and the end
+(`--recalibrate-bn`, default auto: SOCKET keeps whichever make the TI pairs' thermal features more like ψ;
+SHOT, without pairs, re-estimates) is printed under the table. RoadScene has no labels, so no accuracy is
+reported.
 
 Source BatchNorm statistics (--source-bn): SOCKET assumes an RGB model trained in the target's domain (the
 paper's sources are trained on the same dataset's RGB images), so its BN running statistics describe that
@@ -121,8 +123,8 @@ def main() -> None:
     p.add_argument("--lambda-d", type=float, default=0.3)
     p.add_argument("--device", default="auto")
     p.add_argument("--methods", default="shot,socket")
-    p.add_argument("--no-recalibrate-bn", action="store_true",
-                   help="keep the source's BatchNorm statistics to start and the moving average at the end")
+    p.add_argument("--recalibrate-bn", choices=("auto", "always", "never"), default="auto",
+                   help="adapt's --recalibrate-bn for both methods")
     p.add_argument("--workdir", type=Path)
     p.add_argument("--json", type=Path)
     args = p.parse_args()
@@ -141,16 +143,19 @@ def main() -> None:
         src = imagenet_source(work / "lite0_imagenet.ckpt", args.size,
                               work / "ti" if args.source_bn == "ti-rgb" else None)
         rows = {}
-        if not args.no_recalibrate_bn:
-            rows["statistics only"] = statistics_only(src, work)
+        rows["statistics only"] = statistics_only(src, work)
+        choices = {}
         for method in args.methods.split(","):
             cfg = AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / f"bundle_{method}",
                               ti=work / "ti" if method == "socket" else None, gap_pairs=work / "gap",
                               method=method, epochs=args.epochs, seed=args.seed, device=args.device,
                               lambda_ti=args.lambda_ti, lambda_d=args.lambda_d,
-                              recalibrate_bn=not args.no_recalibrate_bn)
-            gap = adapt(cfg).metrics["gap"]
-            rows[method] = {"before": gap["before"]["mixed"], "after": gap["after"]["mixed"]}
+                              recalibrate_bn=args.recalibrate_bn)
+            metrics = adapt(cfg).metrics
+            gap = metrics["gap"]
+            rows[method] = {"before": gap["before"]["mixed"], "after": gap["after"]["mixed"],
+                            "bn_statistics": metrics.get("bn_statistics", {})}
+            choices[method] = metrics.get("bn_statistics", {})
         table = Table(title=f"held-out RoadScene pairs (n={n_held}): RGB (frozen source) vs thermal features, "
                             f"efficientnet_lite0 ImageNet @ {args.size}px, source BN {args.source_bn}, "
                             f"{args.epochs} epochs, λ_TI {args.lambda_ti}, λ_d {args.lambda_d}")
@@ -163,6 +168,11 @@ def main() -> None:
                           f"{100 * (a['distance'] / b['distance'] - 1):+.1f}%", f"{b['cosine']:.3f}",
                           f"{a['cosine']:.3f}", f"{b['cka']:.3f}", f"{a['cka']:.3f}")
         console.print(table)
+        for method, bn in choices.items():
+            console.print(f"{method} BatchNorm statistics (--recalibrate-bn {args.recalibrate_bn}): " + "; ".join(
+                f"{when} {c['chosen']}" + (" (CKA with ψ on the TI pairs: " + ", ".join(
+                    f"{k} {v:.3f}" for k, v in c["ti_cka"].items()) + ")" if "ti_cka" in c else "")
+                for when, c in bn.items()), highlight=False)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
 

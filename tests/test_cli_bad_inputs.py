@@ -169,6 +169,8 @@ CASES = [
     ("adapt-unknown-method", "adapt --source {w}/src.ckpt --target {w}/target --out {new} --method dann", "dann"),
     ("adapt-unknown-term-scale", "adapt --source {w}/src.ckpt --target {w}/target --out {new} --term-scale big",
      "--term-scale"),
+    ("adapt-unknown-recalibrate-bn", "adapt --source {w}/src.ckpt --target {w}/target --out {new} "
+     "--recalibrate-bn sometimes", "--recalibrate-bn"),
     ("adapt-out-file", "adapt --source {w}/src.ckpt --target {w}/target --ti {w}/ti --out {w}/notes.txt",
      "is a file"),
     ("adapt-missing-source", "adapt --source {new}.ckpt --target {w}/target --ti {w}/ti --out {new}",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from socketedge.errors import ConfigError
 
 METHODS = ("socket", "shot", "decision")
 TERM_SCALES = ("scaled", "paper")
+RECALIBRATE = ("auto", "always", "never")
 
 
 class AdaptConfig(BaseModel):
@@ -22,8 +23,11 @@ class AdaptConfig(BaseModel):
     lambda_pl: float = Field(0.3, ge=0)
     # scaled: dimensionless TI / BN terms (one λ for any backbone); paper: the raw forms as printed (reproduction)
     term_scale: str = "scaled"
-    # before the first and after the last epoch, BatchNorm running statistics := their average over the target
-    recalibrate_bn: bool = True
+    # Before the first and after the last epoch, BatchNorm running statistics may be re-estimated as their
+    # average over the target frames. always / never; auto: with TI pairs, whichever statistics (re-estimated or
+    # the ones the model has: the source's to start, the moving average at the end) make the target features
+    # of the TI pairs more like ψ (linear CKA); without TI pairs, always.
+    recalibrate_bn: str = "auto"
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(32, ge=2)
     lr: float = Field(1e-2, gt=0)
@@ -55,12 +59,21 @@ class AdaptConfig(BaseModel):
     cache_dir: Path | None = None
     show_progress: bool = True
 
+    @field_validator("recalibrate_bn", mode="before")
+    @classmethod
+    def _recalibrate_bool(cls, v):
+        # checkpoints and bundles written before the auto rule stored a bool
+        return {True: "always", False: "never"}.get(v, v) if isinstance(v, bool) else v
+
     def effective(self) -> "AdaptConfig":
         """Validate the method's requirements and return the config with its effective λs and TI trunk rate."""
         if self.method not in METHODS:
             raise ConfigError(f"unknown method {self.method!r}; expected one of {', '.join(METHODS)}")
         if self.term_scale not in TERM_SCALES:
             raise ConfigError(f"unknown --term-scale {self.term_scale!r}; expected one of {', '.join(TERM_SCALES)}")
+        if self.recalibrate_bn not in RECALIBRATE:
+            raise ConfigError(f"unknown --recalibrate-bn {self.recalibrate_bn!r}; expected one of "
+                              f"{', '.join(RECALIBRATE)}")
         if self.ti_backbone_lr_mult is None:
             rate = 1.0 if self.term_scale == "scaled" else self.backbone_lr_mult
             return self.model_copy(update={"ti_backbone_lr_mult": rate}).effective()

@@ -17,7 +17,7 @@ from socketedge.adapt import distributed, losses
 from socketedge.adapt.bn_stats import (BatchStatsRecorder, batch_stats, feature_map_layers, reestimate_running_stats,
                                       running_stats_frozen, set_adapt_mode, source_stats)
 from socketedge.adapt.config import AdaptConfig
-from socketedge.adapt.diagnostics import gap_stats, joint_projection
+from socketedge.adapt.diagnostics import gap_stats, joint_projection, linear_cka
 from socketedge.adapt.pseudo_labels import mix_features, pseudo_labels
 from socketedge.data.cache import (TRAIN_RESIZE_RATIO, FrameStorage, apply_crop, batches, crop_flip_indices,
                                    decode_set, decode_sets, frame_rows, native_batches, split_indices)
@@ -29,6 +29,7 @@ from socketedge.models.bundle import is_bundle, save_bundle, write_json_atomic
 from socketedge.models.checkpoint import load_source, torch_load_tensors
 from socketedge.models.ensemble import Ensemble, Member, check_same_classes, check_same_modality
 from socketedge.models.predict import accuracy, predict
+from socketedge.models.source_model import batchnorm_layers
 from socketedge.models.train import set_lr
 from socketedge.utils.device import resolve_device
 from socketedge.utils.progress import console, format_terms, make_progress
@@ -84,6 +85,7 @@ class Adapter:
         self.on_step = on_step
         self.last_terms: dict[str, float] = {}  # the global values of the last step's terms
         self.grad_balance: dict | None = None  # encoder gradient norm of each term at the first step
+        self.bn_statistics: dict = {}  # which running statistics were kept at the start / end, and why
         # Under torchrun: join the process group (data-parallel run, see adapt/distributed.py); else a no-op.
         self.dist, self.device = distributed.setup(resolve_device(self.cfg.device))
         self._comm_device = self.device if self.dist.backend == "nccl" else None  # NCCL gathers device tensors
@@ -447,6 +449,57 @@ class Adapter:
                                                  for _, raw in native_batches(self.target_images(), batch_size)
                                                  if len(raw) >= world))
 
+    @torch.no_grad()
+    def ti_alignment(self, max_pairs: int = 1024) -> float:
+        """ζ-weighted linear CKA between ψ_k and member k's eval-mode features of the same TI pairs' target
+        images (at most ``max_pairs`` of them, evenly spaced): how much the target features are related to the
+        source's, whatever their scale. Every rank computes it on the whole set (the same number)."""
+        n = len(self.ti_tgt)
+        rows = torch.linspace(0, n - 1, min(n, max_pairs)).round().long().unique()
+        frames = self.ti_tgt.raw[rows] if len(rows) < n else self.ti_tgt.raw
+        feats = _features_and_probs(self.members, frames, self.device, preprocess=self.ti_pre)[0]
+        zeta = self.zeta().detach().cpu()
+        return sum(float(z) * linear_cka(p[rows.to(p.device)].cpu(), f) for z, p, f in zip(zeta, self.psi, feats))
+
+    def settle_bn_statistics(self, when: str) -> None:
+        """Before the first epoch (``when`` = "start") and after the last ("end"): which BatchNorm running
+        statistics the model goes on with (--recalibrate-bn).
+
+        Re-estimating them on the target frames is what makes another modality usable when the source's
+        statistics crush it: on NTU depth with Lite0 the RGB statistics put every crop on nearly one feature
+        vector (spread 0.5% of ψ's; CKA with ψ on the TI pairs 0.06, re-estimated 0.25; 19.6% → 36.0% accuracy
+        with no training). Elsewhere the source's statistics keep the target nearer the source: RoadScene
+        thermal with road-scene RGB statistics has CKA 0.57 with ψ, re-estimated 0.38, and the held-out gap grows
+        by 25%. The TI pairs are the evidence that decides (auto): keep whichever statistics give the higher
+        linear CKA between ψ and the target features of the TI pairs — scale-free, so a collapsed feature set
+        that merely sits near ψ's mean (a small distance) does not win. Without TI pairs: re-estimate."""
+        mode = self.cfg.recalibrate_bn
+        if mode == "never":
+            return
+        if mode == "always" or not self.psi:
+            self.recalibrate_bn()
+            self.bn_statistics[when] = {"chosen": "re-estimated", "rule": "always" if mode == "always" else "no TI pairs"}
+            return
+        layers = [bn for m in self.members for _, bn in batchnorm_layers(m.encoder) if bn.track_running_stats]
+        kept = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in layers]
+        current = self.ti_alignment()
+        self.recalibrate_bn()
+        estimated = self.ti_alignment()
+        use_estimated = bool(self.dist.broadcast_object(estimated > current))
+        if not use_estimated:
+            with torch.no_grad():
+                for bn, (mean, var, count) in zip(layers, kept):
+                    bn.running_mean.copy_(mean)
+                    bn.running_var.copy_(var)
+                    bn.num_batches_tracked.copy_(count)
+        name = "source" if when == "start" else "moving average"
+        self.bn_statistics[when] = {"chosen": "re-estimated" if use_estimated else name, "rule": "auto",
+                                    "ti_cka": {name: current, "re-estimated": estimated}}
+        if self.dist.is_main and self.cfg.show_progress:
+            console.print(f"BatchNorm statistics at the {when}: {self.bn_statistics[when]['chosen']} (CKA with ψ on "
+                          f"the TI pairs: {name} {current:.3f}, re-estimated on the target {estimated:.3f})",
+                          highlight=False)
+
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int, step: int, pseudo, running, history, gap_before) -> dict:
         return {"epoch": epoch, "step": step,
@@ -454,7 +507,7 @@ class Adapter:
                 "zeta_logits": self.zeta_logits.detach().cpu(), "optimizer": self.optimizer.state_dict(),
                 "pseudo": pseudo, "running": running, "history": json.dumps(history),
                 "gap_before": json.dumps(gap_before), "config": self.cfg.model_dump_json(),
-                "grad_balance": json.dumps(self.grad_balance)}
+                "grad_balance": json.dumps(self.grad_balance), "bn_statistics": json.dumps(self.bn_statistics)}
 
     def save_checkpoint(self, *args) -> Path:
         out = Path(self.cfg.out)
@@ -485,6 +538,7 @@ class Adapter:
             self.zeta_logits.copy_(state["zeta_logits"].to(self.device))
         self.optimizer.load_state_dict(state["optimizer"])
         self.grad_balance = json.loads(state.get("grad_balance", "null"))
+        self.bn_statistics = json.loads(state.get("bn_statistics", "{}"))
         return state
 
     # ------------------------------------------------------------------ diagnostics and metrics
@@ -532,12 +586,7 @@ class Adapter:
                 console.print(f"resuming {cfg.out} at epoch {start_epoch + 1}, step {start_step}")
         else:
             gap_before = self.gap(adapted=False)
-            if cfg.recalibrate_bn:
-                # The source's running statistics describe RGB: on another modality they push every frame to
-                # nearly the same features (measured on NTU depth with Lite0: feature spread 0.5% of the RGB
-                # one, one class predicted for 249 of 250 frames), so the first pseudo-labels would be noise.
-                # Start from the target's own statistics, as training (batch statistics) sees it.
-                self.recalibrate_bn()
+            self.settle_bn_statistics("start")
         self.recorders = [BatchStatsRecorder(m.encoder) for m in self.members] if cfg.lambda_d > 0 else []
         n = len(self.target)
         done = (start_epoch, start_step)  # the last step boundary reached: where a checkpoint resumes
@@ -603,8 +652,8 @@ class Adapter:
                         if self.dist.any(stop.requested, self._comm_device):  # all ranks stop after one step
                             raise KeyboardInterrupt
                     # end of epoch: metrics, then a checkpoint so a crash loses at most one epoch
-                    if epoch == cfg.epochs - 1 and cfg.recalibrate_bn:
-                        self.recalibrate_bn()
+                    if epoch == cfg.epochs - 1:
+                        self.settle_bn_statistics("end")
                     record = self._epoch_record(epoch, running)
                     history.append(record)
                     if main:
@@ -661,6 +710,8 @@ class Adapter:
         metrics: dict = {"method": cfg.method, "history": history, "zeta": ensemble.zeta.tolist()}
         if self.grad_balance is not None:
             metrics["grad_balance"] = self.grad_balance
+        if self.bn_statistics:
+            metrics["bn_statistics"] = self.bn_statistics
         gap_after = self.gap(adapted=True)
         if gap_before is not None and gap_after is not None:
             metrics["gap"] = {"before": gap_before, "after": gap_after}

@@ -26,9 +26,10 @@ def register(app: typer.Typer) -> None:
         lambda_pl: float = typer.Option(0.3, help="Weight of the pseudo-label term."),
         term_scale: str = typer.Option("scaled", help="scaled: dimensionless TI/BN terms, one λ for any backbone; "
                                        "paper: the raw forms as printed (their size depends on the network)."),
-        recalibrate_bn: bool = typer.Option(True, "--recalibrate-bn/--no-recalibrate-bn",
-                                            help="Before the first and after the last epoch, set BatchNorm "
-                                            "running statistics to their average over all target images."),
+        recalibrate_bn: str = typer.Option("auto", help="Before the first and after the last epoch, re-estimate "
+                                           "BatchNorm running statistics on the target images: always | never | "
+                                           "auto (with TI pairs: only if that makes the target features of the "
+                                           "pairs more like the source's, by linear CKA; else always)."),
         epochs: int = typer.Option(15, min=1),
         batch_size: int = typer.Option(32, min=2),
         lr: float = typer.Option(1e-2, help="Bottleneck and ζ learning rate; the backbone gets 0.1× from ent, div, "

@@ -99,24 +99,20 @@ def test_modality_terms_are_in_balance_at_initialisation(arch, size, make_datase
         assert raw["ratio_to_ent_div"]["bn"] > 10 * scaled["ratio_to_ent_div"]["bn"], (raw, scaled)
 
 
-@pytest.mark.parametrize("recalibrate", [True, False])
-def test_running_statistics_start_from_the_target(recalibrate, adapt_data, tmp_path):
-    """The first pseudo-labels are made with BatchNorm running statistics of the target frames (read as `eval`
-    reads them), not the RGB source's, unless --no-recalibrate-bn."""
+def _first_pseudo_label_statistics(cfg: AdaptConfig, target, monkeypatch):
+    """(BatchNorm buffers at the first pseudo-label pass, the source's, a re-estimation on the native target
+    frames, the finished run's metrics) per member."""
     import copy
 
     from socketedge.data.cache import native_batches
     from socketedge.data.folders import target_folder
 
-    sources, target, ti = adapt_data
-    cfg = AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
-                      batch_size=8, device="cpu", show_progress=False, recalibrate_bn=recalibrate)
     adapter = Adapter(cfg)
     source = [_buffers(m.encoder) for m in adapter.members]
     expected = []
     for m in adapter.members:
         enc = copy.deepcopy(m.encoder)
-        frames = target_folder(target / "depth", None, adapter.class_names)
+        frames = target_folder(target, None, adapter.class_names)
         reestimate_running_stats(enc, [m.preprocess(raw) for _, raw in native_batches(frames, 64)])
         expected.append(_buffers(enc))
     seen = []
@@ -127,18 +123,79 @@ def test_running_statistics_start_from_the_target(recalibrate, adapt_data, tmp_p
             seen.extend(_buffers(m.encoder) for m in self.members)
         return original(self)
 
-    Adapter.compute_pseudo_labels = spy
-    try:
-        adapter.run()
-    finally:
-        Adapter.compute_pseudo_labels = original
+    monkeypatch.setattr(Adapter, "compute_pseudo_labels", spy)
+    metrics = adapter.run().metrics
     assert seen
+    return seen, source, expected, metrics
+
+
+def _same_statistics(got: dict, ref: dict) -> bool:
+    return all(torch.allclose(got[k], ref[k], atol=1e-5, rtol=1e-4) for k in got
+               if k.endswith(("running_mean", "running_var")))
+
+
+@pytest.mark.parametrize("recalibrate", ["always", "never"])
+def test_running_statistics_start_from_the_target(recalibrate, adapt_data, tmp_path, monkeypatch):
+    """--recalibrate-bn always: the first pseudo-labels are made with BatchNorm running statistics of the target
+    frames (read as `eval` reads them); never: with the RGB source's."""
+    sources, target, ti = adapt_data
+    cfg = AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                      batch_size=8, device="cpu", show_progress=False, recalibrate_bn=recalibrate)
+    seen, source, expected, _ = _first_pseudo_label_statistics(cfg, target / "depth", monkeypatch)
     for got, src, want in zip(seen, source, expected):
-        ref = want if recalibrate else src
-        for key in got:
-            if key.endswith(("running_mean", "running_var")):
-                assert torch.allclose(got[key], ref[key], atol=1e-5, rtol=1e-4), key
-        assert recalibrate == any(not torch.equal(got[k], src[k]) for k in got if k.endswith("running_mean"))
+        assert _same_statistics(got, want if recalibrate == "always" else src)
+        assert (recalibrate == "always") == any(not torch.equal(got[k], src[k]) for k in got
+                                                if k.endswith("running_mean"))
+
+
+@pytest.mark.parametrize("source_cka,estimated_cka", [(0.9, 0.2), (0.2, 0.9)])
+def test_auto_statistics_follow_the_ti_alignment(source_cka, estimated_cka, adapt_data, tmp_path, monkeypatch):
+    """--recalibrate-bn auto with TI pairs: the statistics kept to start are the ones whose target features of
+    the TI pairs are more like ψ (the alignment measured before and after the re-estimation), and the run's
+    metrics say which and why."""
+    sources, target, ti = adapt_data
+    cfg = AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                      batch_size=8, device="cpu", show_progress=False)
+    assert cfg.recalibrate_bn == "auto"
+    scores = iter([source_cka, estimated_cka, 0.5, 0.4])  # start: source, re-estimated; end: moving avg, re-est.
+    monkeypatch.setattr(Adapter, "ti_alignment", lambda self: next(scores))
+    seen, source, expected, metrics = _first_pseudo_label_statistics(cfg, target / "depth", monkeypatch)
+    kept_source = source_cka > estimated_cka
+    for got, src, want in zip(seen, source, expected):
+        assert _same_statistics(got, src if kept_source else want)
+        assert _same_statistics(got, want if kept_source else src) is False
+    start = metrics["bn_statistics"]["start"]
+    assert start["chosen"] == ("source" if kept_source else "re-estimated")
+    assert start["ti_cka"] == {"source": source_cka, "re-estimated": estimated_cka}
+    assert metrics["bn_statistics"]["end"]["chosen"] == "moving average"
+
+
+def test_ti_alignment_is_linear_cka_with_psi(adapt_data, tmp_path):
+    """The alignment auto decides by: linear CKA between ψ and the eval-mode target features of the TI pairs,
+    the same with the whole set or an evenly spaced subset of it when asked for fewer pairs."""
+    from socketedge.adapt.diagnostics import linear_cka
+    from socketedge.adapt.run import _features_and_probs
+
+    sources, target, ti = adapt_data
+    adapter = Adapter(AdaptConfig(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1,
+                                  batch_size=8, device="cpu", show_progress=False))
+    feats = _features_and_probs(adapter.members, adapter.ti_tgt.raw, adapter.device, preprocess=adapter.ti_pre)[0]
+    zeta = adapter.zeta().detach()
+    want = sum(float(z) * linear_cka(p, f) for z, p, f in zip(zeta, adapter.psi, feats))
+    assert 0 < adapter.ti_alignment() == pytest.approx(want, abs=1e-9)
+    n = len(adapter.ti_tgt)
+    rows = torch.linspace(0, n - 1, n // 2).round().long()
+    part = sum(float(z) * linear_cka(p[rows], f[rows]) for z, p, f in zip(zeta, adapter.psi, feats))
+    assert adapter.ti_alignment(max_pairs=n // 2) == pytest.approx(part, abs=1e-6)
+
+
+def test_auto_statistics_without_ti_pairs_are_re_estimated(adapt_data, tmp_path, monkeypatch):
+    sources, target, _ = adapt_data
+    cfg = AdaptConfig(sources=sources[:1], target=target / "depth", out=tmp_path / "b", epochs=1, method="shot",
+                      batch_size=8, device="cpu", show_progress=False)
+    seen, _, expected, metrics = _first_pseudo_label_statistics(cfg, target / "depth", monkeypatch)
+    assert all(_same_statistics(g, w) for g, w in zip(seen, expected))
+    assert metrics["bn_statistics"]["start"] == {"chosen": "re-estimated", "rule": "no TI pairs"}
 
 
 def test_ti_term_trains_the_backbone_at_its_own_rate(adapt_data, tmp_path):
