@@ -74,7 +74,7 @@ def recalibrate_bn(model, pairs: Path, size: int, batch_size: int = 32) -> None:
     model.train()
     with torch.no_grad():
         for i in range(0, len(raw), batch_size):
-            model(pre(raw[i:i + batch_size]))
+            model(pre(raw[i:i + batch_size], sized=True))  # decoded at size: not resized twice
     for m, momentum in zip(layers, momenta):
         m.momentum = momentum
     model.eval()

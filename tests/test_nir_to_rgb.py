@@ -81,7 +81,7 @@ def test_nir_source_adapted_to_rgb_exported_and_run_on_colour_frames(cli, tmp_pa
     nir = decode_set(pairs.a.subset(order), adapter.size, None, False).raw
     assert nir.shape[1] == 1
     with torch.no_grad():
-        psi = adapter.frozen[0].encoder(adapter.src_pre[0](nir))
+        psi = adapter.frozen[0].encoder(adapter.src_pre[0](nir, sized=True))  # decoded at size: resized once
     torch.testing.assert_close(adapter.psi[0], psi, atol=1e-5, rtol=1e-5)
 
     r = cli("export", bundle, "--out", onnx_path)

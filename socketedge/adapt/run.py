@@ -347,9 +347,9 @@ class Adapter:
             for k, m in enumerate(self.members):
                 if recorders:
                     with recorders[k].recording():
-                        feats = self.encoders[k](m.preprocess(raw))
+                        feats = self.encoders[k](m.preprocess(raw, sized=True))
                 else:
-                    feats = self.encoders[k](m.preprocess(raw))
+                    feats = self.encoders[k](m.preprocess(raw, sized=True))
                 logits.append(m.classifier(feats))
         zeta = self.zeta()
         probs = losses.mix(zeta, torch.stack([lg.float().softmax(1) for lg in logits]))
@@ -383,7 +383,7 @@ class Adapter:
         # batch statistics as in every train-mode pass, but the running statistics stay the target's
         with (torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp),
               running_stats_frozen([m.encoder for m in self.members])):
-            feats = [self.encoders[k](self.ti_pre[k](raw)).float() for k in range(len(self.members))]
+            feats = [self.encoders[k](self.ti_pre[k](raw, sized=True)).float() for k in range(len(self.members))]
         psi = [p[idx.to(self.device)] for p in self.psi]
         if self.cfg.term_scale == "scaled":
             return losses.ti_distance_scaled(psi, feats, self.zeta(), self.psi_spread, self._mean)

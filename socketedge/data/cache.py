@@ -94,8 +94,8 @@ def _decode(path, modality: str, size: int | None) -> np.ndarray:
     img = read_image(path, modality)
     img = img if img.ndim == 3 else img[..., None]
     if size is not None:
-        # the graph's resize (data.preprocess.resize, applied at every size, as in the graph), in sensor units,
-        # rounded back to the raw dtype: training frames look like what the deployed model is fed
+        # the graph's resize (data.preprocess.resize), in sensor units, rounded back to the raw dtype: training
+        # frames look like what the deployed model is fed (Preprocess(sized=True) does not resize them again)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
         x = resize(x, size)[0].permute(1, 2, 0).round_()
         img = x.clamp_(0, np.iinfo(img.dtype).max).numpy().astype(img.dtype)

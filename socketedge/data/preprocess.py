@@ -115,10 +115,18 @@ class Preprocess(nn.Module):
             return (metres.clamp(s.depth_near, s.depth_far) - s.depth_near) * (1.0 / (s.depth_far - s.depth_near))
         return x * (1.0 / 255.0)
 
-    def forward(self, raw: torch.Tensor) -> torch.Tensor:
+    def forward(self, raw: torch.Tensor, sized: bool = False) -> torch.Tensor:
+        """``sized``: the frames were decoded by data.cache, which already applied `resize` (training crops, TI
+        and held-out pairs, validation sets); at the input size they are not resized again. The resize is not
+        the identity at equal size (bilinear ×4 then 4×4 mean is a [1/8, 3/4, 1/8] blur per axis), so resizing
+        twice would train and measure on blurred pixels while `eval`, `run` and the exported graph see native
+        frames resized once — on RoadScene thermal that mismatch alone turned the BatchNorm statistics
+        re-estimated on native frames from closer to the RGB side (CKA with ψ 0.63) into farther (0.38)."""
         x = self.unit(raw)
         size = self.spec.input_size
-        x = resize(x, size)  # always, even at the input size: the exported graph cannot branch on a dynamic shape
+        # the exported graph (sized=False) always resizes, even at the input size: it cannot branch on a shape
+        if not (sized and tuple(x.shape[-2:]) == (size, size)):
+            x = resize(x, size)
         if x.shape[1] == 1:  # after the resize: resizing one channel costs a third of resizing three
             x = x.expand(-1, 3, -1, -1)
         return (x - self.mean) / self.std

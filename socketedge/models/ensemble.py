@@ -37,14 +37,15 @@ class Member(nn.Module):
         return self.model(self.preprocess(raw))
 
 
-def member_outputs(members, raw: torch.Tensor, preprocess: list[nn.Module] | None = None,
+def member_outputs(members, raw: torch.Tensor, preprocess: list[nn.Module] | None = None, sized: bool = False,
                    ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Per-member features K × (B, D_k) and float32 logits (K, B, C) of one batch of raw frames.
 
-    ``preprocess`` replaces each member's own preprocessing (e.g. the RGB side of TI pairs)."""
+    ``preprocess`` replaces each member's own preprocessing (e.g. the RGB side of TI pairs); ``sized``: frames
+    data.cache decoded at a size (see Preprocess.forward)."""
     feats, logits = [], []
     for k, m in enumerate(members):
-        f = m.encoder((preprocess[k] if preprocess is not None else m.preprocess)(raw))
+        f = m.encoder((preprocess[k] if preprocess is not None else m.preprocess)(raw, sized=sized))
         feats.append(f)
         logits.append(m.classifier(f).float())
     return feats, torch.stack(logits)

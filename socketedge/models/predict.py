@@ -78,8 +78,8 @@ def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrame
             device: torch.device | str = "cpu", batch_size: int = 64, zeta: torch.Tensor | None = None, features: bool = False,
             preprocess: Sequence[nn.Module] | None = None, desc: str | None = None,
             show_progress: bool = False) -> Predictions:
-    """Run every member over ``frames`` (raw (N, C, H, W) in memory or in the disk cache, or an ImageSet read at
-    native resolution) in batches, in eval mode without gradients; results on the CPU in the order of ``frames``.
+    """Run every member over ``frames`` (raw (N, C, H, W) as data.cache decodes them, in memory or in the disk
+    cache, or an ImageSet read at native resolution) in batches, in eval mode without gradients; results on the CPU in the order of ``frames``.
 
     ``zeta``: the weights of ``Predictions.probs`` (default: the ensemble's ζ, equal weights for a member list).
     ``features``: also return each member's encoder features. ``preprocess``: one module per member that
@@ -87,7 +87,8 @@ def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrame
     members = list(model.members) if isinstance(model, Ensemble) else list(model)
     if zeta is None:
         zeta = model.zeta if isinstance(model, Ensemble) else torch.full((len(members),), 1.0 / len(members))
-    n = len(frames) if isinstance(frames, ImageSet) else frames.shape[0]
+    native = isinstance(frames, ImageSet)  # else decoded by data.cache at a size: not resized twice
+    n = len(frames) if native else frames.shape[0]
     if n == 0:
         raise DataError("no frames to evaluate")
     device = torch.device(device)
@@ -97,7 +98,7 @@ def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrame
           make_progress(transient=True, disable=not show_progress or n < 200) as progress):
         task = progress.add_task(desc or "evaluating", total=n, terms="")
         for rows, raw in _batches(frames, batch_size):
-            f, lg = member_outputs(members, raw.to(device), preprocess)
+            f, lg = member_outputs(members, raw.to(device), preprocess, sized=not native)
             if logits is None:  # sizes are known from the first batch
                 logits = torch.empty((lg.shape[0], n, lg.shape[2]))
                 feats = [torch.empty((n, fk.shape[1])) for fk in f] if features else []

@@ -169,7 +169,7 @@ def train_source(cfg: TrainSourceConfig) -> tuple[Path, dict]:
             loss_sum = 0.0
             for idx in batches(len(train), batch_size, gen, drop_last=True):
                 rows, cols = crop_flip_indices(len(idx), load, size, gen)
-                x = preprocess(apply_crop(train.raw[idx], rows, cols).to(device, non_blocking=True))
+                x = preprocess(apply_crop(train.raw[idx], rows, cols).to(device, non_blocking=True), sized=True)
                 y = train.labels[idx].to(device)
                 set_lr(optimizer, step / total)
                 with torch.autocast(device.type, enabled=use_amp):

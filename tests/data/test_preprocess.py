@@ -78,3 +78,30 @@ def test_training_decode_resizes_as_the_graph_does(tmp_path):
     assert torch.allclose(fed, graph / 255, atol=1e-6)
     # uniform noise averaged over ~7×7 pixels per output: far smoother than point sampling would leave it
     assert float(graph.std()) < 0.35 * float(native.std())
+
+
+def test_decoded_frames_reach_the_model_as_native_frames_do(tmp_path):
+    """What training, the TI pairs and the held-out pairs feed the encoder (frames decoded at the input size,
+    Preprocess(sized=True)) is what `eval`, `run` and the exported graph feed it (native frames, Preprocess()),
+    up to the decoder's rounding to the raw dtype. Resizing the decoded frames again is not the identity: it
+    blurs them by far more than the rounding."""
+    import numpy as np
+
+    from socketedge.data.cache import decode_set
+    from socketedge.data.folders import target_folder
+    from socketedge.data.imageio import write_image
+    from socketedge.data.preprocess import Preprocess, Preprocessing
+
+    rng = np.random.default_rng(1)
+    frame = rng.integers(0, 256, (96, 128), dtype=np.uint8)
+    write_image(tmp_path / "thermal" / "x.png", frame)
+    spec = Preprocessing(modality="thermal", input_size=24, mean=(0, 0, 0), std=(1, 1, 1))
+    pre = Preprocess(spec)
+    decoded = decode_set(target_folder(tmp_path / "thermal", "thermal"), 24, None, False).raw
+    native = pre(torch.from_numpy(frame)[None, None])
+    rounding = 0.5 / 255 + 1e-6
+    assert (pre(decoded, sized=True) - native).abs().max() <= rounding
+    assert (pre(decoded) - native).abs().max() > 10 * rounding  # the old double resize
+    # frames at another size than the input (a second source with a smaller input) are still resized
+    assert pre(decode_set(target_folder(tmp_path / "thermal", "thermal"), 32, None, False).raw,
+               sized=True).shape[-1] == 24
