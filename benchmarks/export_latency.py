@@ -11,17 +11,21 @@ Per architecture (one source at --size px, fused with its depth preprocessing as
                          the calibration frames, as few as reach --min-agreement / --max-prob-error there:
                          precision.mixed_int8, what `--precision auto` tries); absent when no mix of at most half
                          the layers does
+- int8-uint8-stem-float: int8-uint8 with each source's stem convolution (the one reading the preprocessed depth)
+                         kept float32 (precision.stem_nodes): is the 8-bit input step (~2 cm over 0.3–5 m) the
+                         error?
 - int8-uint8-percentile: int8-uint8 with onnxruntime's Percentile (99.999) calibration instead of MinMax
 - PyTorch eager fp32, for reference; with --sources N > 1 also N separate onnxruntime sessions mixed in numpy
 
 The classifiers really classify NTU depth (``trained_member``): whole frames leave a single-frame gesture
 classifier near chance (the hand is a small part of the frame; README, real RGB-D), so, as in real_rgbd.py, each
 frame is cut to the 220 px box around the hand found in the depth map. Each source: random-init torchvision
-weights (EfficientNet-Lite0: its packaged ImageNet weights), BatchNorm statistics re-estimated on the 500 P1–P5
-crops, the head (bottleneck + classifier) trained on them with cross-entropy (--train-epochs > 0 trains the whole
-network first, at --train-px; too slow on the shared 2-core box for the measured run), cached in --work. int8 is
-calibrated (and the mixed precision chosen) on 64 of those crops; agreement is measured on 500 held-out P6–P10
-crops; latency on a whole 480×640 frame (the graph resizes either). Every variant timed round-robin (run i of
+weights (EfficientNet-Lite0: its packaged ImageNet weights), the whole network trained with cross-entropy on the
+200 P1–P5 crops (--train-epochs 20 at --train-px 112: ~5 min per architecture on one core), then at --size px the
+BatchNorm statistics re-estimated and the head (bottleneck + classifier) retrained on them; cached in --work.
+(--train-epochs 0, head only on random features, gives near-uniform classifiers whose top-1 flips under any
+noise: the first round's numbers.) int8 is calibrated (and the mixed precision chosen) on 64 of those crops;
+agreement is measured on 300 held-out P6–P10 crops; latency on a whole 480×640 frame (the graph resizes either). Every variant timed round-robin (run i of
 each, then run i + 1, …), median of --runs, at each --threads count. The kernel census (the graph as onnxruntime's
 optimizer saves it) and the per-node profile (onnxruntime's profiler) show which convolutions run as int8
 kernels and where the time goes.
@@ -111,6 +115,7 @@ def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[st
     import onnxruntime as ort
 
     from socketedge.export import precision
+    from socketedge.export.metadata import ORT_DISABLED_OPTIMIZERS
 
     eight_bit = precision.to_int8(fused_graphs["fp32"], calib, "uint8", reduce_range=False)
 
@@ -119,7 +124,8 @@ def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[st
         opts.intra_op_num_threads, opts.log_severity_level = threads, 3
         if not optimize:
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        s = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        s = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
         return np.concatenate([s.run(["probs"], {"frames": f[None, None]})[0] for f in frames])
 
     ref = run(fused_graphs["fp32"], True)
@@ -249,9 +255,9 @@ def main() -> None:
     ap.add_argument("--calib-frames", type=int, default=64, help="of those, the frames int8 is calibrated (and "
                     "mixed precision is chosen) on")
     ap.add_argument("--agree-frames", type=int, default=300, help="held-out P6–P10 hand crops for agreement")
-    ap.add_argument("--train-epochs", type=int, default=0, help="whole-network training epochs at --train-px "
+    ap.add_argument("--train-epochs", type=int, default=20, help="whole-network training epochs at --train-px "
                     "before the head is trained at --size (0: head only; see trained_member)")
-    ap.add_argument("--train-px", type=int, default=64)
+    ap.add_argument("--train-px", type=int, default=112)
     ap.add_argument("--min-agreement", type=float, default=0.99, help="auto's and mixed precision's tolerance")
     ap.add_argument("--max-prob-error", type=float, default=0.02, help="mean total-variation distance bound")
     ap.add_argument("--work", type=Path, default=Path("runs/export_latency"), help="trained classifiers and "
@@ -276,6 +282,7 @@ def main() -> None:
 
     from socketedge.export import onnx_export, precision
     from socketedge.export.auto import Measured, choose, prob_errors
+    from socketedge.export.metadata import ORT_DISABLED_OPTIMIZERS
     from socketedge.fuse import fuse
     from socketedge.models.ensemble import Ensemble
     from socketedge.runtime.ort_profile import cpu_features, kernel_census, op_times_ms
@@ -301,7 +308,8 @@ def main() -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.log_severity_level = 3
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
+                                    disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
     def fp32_graph(ensemble: Ensemble):
         fused, folds = fuse(ensemble)
@@ -326,6 +334,7 @@ def main() -> None:
             mixed_info = None
             with precision.Int8Builder(g, calib, "uint8") as builder:
                 graphs["int8-uint8"] = builder.build()
+                graphs["int8-uint8-stem-float"] = builder.build(builder.stem_nodes)
                 ref_calib = precision.run_probs(g, calib, max(thread_counts))
                 cache = args.work / f"sensitivity-{arch}-{args.size}-{len(calib)}-{hash_recipe(recipe)}.json"
                 ranking = json.loads(cache.read_text()) if cache.is_file() else None
