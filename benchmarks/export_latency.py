@@ -25,8 +25,8 @@ weights (EfficientNet-Lite0: its packaged ImageNet weights), the whole network t
 BatchNorm statistics re-estimated and the head (bottleneck + classifier) retrained on them; cached in --work.
 (--train-epochs 0, head only on random features, gives near-uniform classifiers whose top-1 flips under any
 noise: the first round's numbers.) int8 is calibrated (and the mixed precision chosen) on 64 of those crops;
-agreement is measured on 300 held-out P6–P10 crops; latency on a whole 480×640 frame (the graph resizes either). Every variant timed round-robin (run i of
-each, then run i + 1, …), median of --runs, at each --threads count. The kernel census (the graph as onnxruntime's
+agreement is measured on 300 held-out P6–P10 crops; latency on a whole 480×640 frame (the graph resizes either).
+Every variant timed round-robin (run i of each, then run i + 1, …), median of --runs, at each --threads count. The kernel census (the graph as onnxruntime's
 optimizer saves it) and the per-node profile (onnxruntime's profiler) show which convolutions run as int8
 kernels and where the time goes.
 
@@ -194,10 +194,10 @@ def trained_member(arch: str, size: int, frames, labels, classes, work: Path, tr
 
     Recipe: torchvision random init (EfficientNet-Lite0: its packaged ImageNet weights); with ``epochs`` > 0 the
     whole network first trained with cross-entropy at ``train_size`` px (AdamW, one-cycle, random translation;
-    slow on a loaded 2-core CPU); then at ``size`` px the BatchNorm statistics re-estimated on the frames and the
-    head (bottleneck Linear + BatchNorm1d and the classifier) trained with label-smoothed cross-entropy on the
-    frozen backbone's features (full batch, Adam, 300 steps). Returns the member (eval mode) and its recipe with
-    the training accuracy."""
+    about 5 min per architecture for 20 epochs at 112 px on one core); then at ``size`` px the BatchNorm
+    statistics re-estimated on the frames and the head (bottleneck Linear + BatchNorm1d and the classifier)
+    trained with label-smoothed cross-entropy on the frozen backbone's features (full batch, Adam, 300 steps).
+    Returns the member (eval mode) and its recipe with the training accuracy."""
     import torch
     import torch.nn.functional as F
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from socketedge.errors import ConfigError, DeviceError, ModelError, short
-from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS, OUTPUT_LABEL, OUTPUT_PROBS, PREFIX, ModelCard
+from socketedge.export.metadata import (INPUT_NAME, ORT_DISABLED_OPTIMIZERS, OUTPUT_LABEL, OUTPUT_PROBS, PREFIX,
+                                        ModelCard)
 from socketedge.runtime.backends import Backend, check_probs, free_cores, register_backend
 
 CPU = "CPUExecutionProvider"
