@@ -4,6 +4,8 @@ by side in one run: batch 1, real Kinect depth frames (uint16 mm) in, probabilit
 Per architecture (one source at --size px, fused with its depth preprocessing as `socketedge export` does):
 
 - fp32:                  the fused float graph (BatchNorm folded into the convolutions before export)
+- fp16:                  onnxruntime's float16 conversion (export/precision.to_fp16): how well-conditioned the
+                         classifier is — a graph whose top-1 moves under 10-bit mantissas cannot survive 8 bits
 - int8:                  QDQ, symmetric int8 activations — TensorRT's form, the `--precision int8` default
 - int8-uint8:            QDQ, asymmetric uint8 activations, whole network body, 7-bit weights — onnxruntime's
                          form (`--int8-activations uint8`), MinMax ranges
@@ -330,7 +332,8 @@ def main() -> None:
             ensemble = Ensemble(members).eval()
             g, folds = fp32_graph(ensemble)
             progress.update(task, terms=f"{arch}: quantizing")
-            graphs = {"fp32": g, "int8": precision.to_int8(g, calib)}
+            graphs = {"fp32": g, "fp16": precision.to_fp16(type(g).FromString(g.SerializeToString())),
+                      "int8": precision.to_int8(g, calib)}
             mixed_info = None
             with precision.Int8Builder(g, calib, "uint8") as builder:
                 graphs["int8-uint8"] = builder.build()
@@ -359,6 +362,7 @@ def main() -> None:
                     "classes_predicted": len(set(ref.argmax(1).tolist())), "mixed": mixed_info,
                     "census": {v: kernel_census(m.SerializeToString()) for v, m in graphs.items()},
                     "bn_folded": sum(f.batchnorm_folded for f in folds), "bn_left": sum(f.batchnorm_left for f in folds),
+                    "stem_bn": stem_bn_gains(members[0].model),
                     "times": {}, "profile": {}}
             xt = torch.from_numpy(x)
             for threads in thread_counts:
@@ -442,6 +446,11 @@ def main() -> None:
                           f"{chosen.name} — {reason}")
     for arch, info in results.items():
         console.print(f"[bold]{arch}[/]: BatchNorm folded {info['bn_folded']}, left {info['bn_left']}")
+        if "stem_bn" in info:
+            b = info["stem_bn"]
+            console.print(f"  stem BatchNorm on depth: {b['dead']} of {b['channels']} channels with running variance "
+                          f"< 1e-4 (smallest {b['min_var']:.2g}); |γ|/√(var+ε) median {b['median_gain']:.1f}, "
+                          f"largest {b['max_gain']:.1f}")
         m = info["mixed"]
         if m is not None:
             steps = "; ".join(f"{s['float_nodes']} float: {100 * s['agreement']:.1f}% / TV {s['mean_tv']:.4f}"
@@ -462,6 +471,19 @@ def main() -> None:
             total = sum(prof.values())
             top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(prof.items())[:6])
             console.print(f"  profile {v} (1 thread, ms/run): total {total:.1f} — {top}")
+
+
+def stem_bn_gains(model) -> dict:
+    """The first BatchNorm's statistics (the stem's, as re-estimated on depth): how many channels see (almost) no
+    variance — an ImageNet colour-opponent filter cancels on the replicated grey depth — and the gain
+    |γ|/√(var + ε) folding puts into the convolution, which amplifies any rounding of that filter."""
+    import torch
+
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    var = bn.running_var.detach().double()
+    gain = (bn.weight.detach().double() / torch.sqrt(var + bn.eps)).abs()
+    return {"channels": len(var), "dead": int((var < 1e-4).sum()), "min_var": float(var.min()),
+            "median_gain": float(gain.median()), "max_gain": float(gain.max())}
 
 
 def hash_recipe(recipe: dict) -> str:

@@ -228,7 +228,8 @@ class Int8Builder:
 
     def build(self, keep_float: Iterable[str] = (), only: str | None = None) -> onnx.ModelProto:
         """The quantized graph with the nodes ``keep_float`` also left float32, or (``only``) with just that one
-        node quantized (the per-layer sensitivity)."""
+        node quantized (the per-layer sensitivity). A kept node between two quantized ones runs float only in a
+        session opened with ``metadata.ORT_DISABLED_OPTIMIZERS`` (every socketedge session is)."""
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
 
