@@ -17,6 +17,12 @@ INPUT_NAME = "frames"
 OUTPUT_PROBS = "probs"
 OUTPUT_LABEL = "label"
 CARD_VERSION = 1
+#: onnxruntime graph transformers every socketedge session turns off (``InferenceSession(disabled_optimizers=…)``).
+#: WeightBiasQuantization quantizes the float weights of a Conv / Gemm that sits between a DequantizeLinear and a
+#: QuantizeLinear to per-tensor int8 when the session loads: it would silently turn the layers a mixed-precision
+#: graph keeps float32 (export/precision.py) back into int8 kernels, with coarser weights than the rest. It does
+#: nothing to fp32 graphs or fully quantized ones (their weights and biases are quantized already).
+ORT_DISABLED_OPTIMIZERS = ["WeightBiasQuantization"]
 
 
 class ModelCard(BaseModel):

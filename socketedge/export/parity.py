@@ -13,7 +13,7 @@ import numpy as np
 
 from socketedge.export.formats import PrecisionSpec
 from socketedge.export.frames import batches_of
-from socketedge.export.metadata import INPUT_NAME
+from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS
 from socketedge.utils.progress import make_progress
 
 if TYPE_CHECKING:
@@ -71,7 +71,8 @@ def session_for(model_bytes: bytes, threads: int | None = None):
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 
 def table(report: dict, title: str = "parity: PyTorch fp32 vs onnxruntime"):

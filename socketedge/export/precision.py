@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from socketedge.export.frames import as_batch
-from socketedge.export.metadata import INPUT_NAME, OUTPUT_PROBS
+from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS, OUTPUT_PROBS
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 INT8_OPS = ["Conv", "Gemm", "MatMul"]
@@ -172,6 +172,17 @@ class FrameReader:
         return len(self._frames)
 
 
+def stem_nodes(model: onnx.ModelProto, float_region: set[str] | None = None) -> list[str]:
+    """The compute nodes whose data input is the preprocessed frame (the output of the float32 preprocessing, or a
+    graph input): each source's first convolution. Keeping them float32 keeps the depth at full precision into the
+    first layer, where 8-bit per-tensor input steps are ~2 cm over the default 0.3–5 m range."""
+    region = set(float32_regions(model)) if float_region is None else float_region
+    producer = {out: n.name for n in model.graph.node for out in n.output}
+    inputs = {i.name for i in model.graph.input}
+    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and n.name not in region and n.input
+            and (n.input[0] in inputs or producer.get(n.input[0]) in region)]
+
+
 INT8_ACTIVATIONS = ("int8", "uint8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")
 
@@ -211,11 +222,14 @@ class Int8Builder:
         kept = set(self.keep_float)
         #: the convolutions / matrix products that get quantized, in graph order (mixed precision picks from these)
         self.compute_nodes = [n.name for n in prepared.graph.node if n.op_type in COMPUTE_OPS and n.name not in kept]
+        #: of those, each source's stem: the ones that read the preprocessed frame directly
+        self.stem_nodes = stem_nodes(prepared, kept)
         self._all_nodes = [n.name for n in prepared.graph.node]
 
     def build(self, keep_float: Iterable[str] = (), only: str | None = None) -> onnx.ModelProto:
         """The quantized graph with the nodes ``keep_float`` also left float32, or (``only``) with just that one
-        node quantized (the per-layer sensitivity)."""
+        node quantized (the per-layer sensitivity). A kept node between two quantized ones runs float only in a
+        session opened with ``metadata.ORT_DISABLED_OPTIMIZERS`` (every socketedge session is)."""
         from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                               quantize_static)
 
@@ -263,7 +277,8 @@ def run_probs(model: onnx.ModelProto, frames: list[np.ndarray], threads: int = 1
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
     return np.concatenate([session.run([OUTPUT_PROBS], {INPUT_NAME: as_batch([f])})[0] for f in frames])
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from socketedge.errors import ConfigError, DeviceError, ModelError, short
-from socketedge.export.metadata import INPUT_NAME, OUTPUT_LABEL, OUTPUT_PROBS, PREFIX, ModelCard
+from socketedge.export.metadata import (INPUT_NAME, ORT_DISABLED_OPTIMIZERS, OUTPUT_LABEL, OUTPUT_PROBS, PREFIX,
+                                        ModelCard)
 from socketedge.runtime.backends import Backend, check_probs, free_cores, register_backend
 
 CPU = "CPUExecutionProvider"
@@ -94,7 +95,8 @@ class OnnxRuntimeBackend(Backend):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3  # the fallback warning is reported by us, once, in plain words
         try:
-            session = ort.InferenceSession(str(model), sess_options=opts, providers=chain)
+            session = ort.InferenceSession(str(model), sess_options=opts, providers=chain,
+                                           disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
             raise ModelError(f"{model} is not a model onnxruntime can load ({short(e)}); export one with "
                              "`socketedge export`") from None

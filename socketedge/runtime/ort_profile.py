@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.export.metadata import INPUT_NAME
+from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS
 
 QUANTIZED_COMPUTE = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger")
 FLOAT_COMPUTE = ("Conv", "FusedConv", "NhwcFusedConv", "Gemm", "MatMul", "FusedMatMul", "FusedGemm")
@@ -49,7 +49,8 @@ def _session(model: bytes | str | Path, threads: int, **options):
     for key, value in options.items():
         setattr(opts, key, value)
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 
 def kernel_census(model: bytes | str | Path, threads: int = 1) -> KernelCensus:

@@ -138,3 +138,40 @@ def test_percentile_calibration_builds_and_agrees(trained_bundle):
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
     with pytest.raises(ValueError, match="calibration must be one of"):
         precision.Int8Builder(g, frames, "uint8", calibration="kl")
+
+
+def test_stem_nodes_read_the_preprocessed_frame_and_can_stay_float(trained_bundle):
+    """precision.stem_nodes: the first convolution of each source, the one fed by the float preprocessing; kept
+    float32 it is a float kernel fed the float frame (no DequantizeLinear in front), every other layer stays int8."""
+    from socketedge.export import precision
+
+    g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
+    with precision.Int8Builder(g, frames[:8], "uint8") as builder:
+        assert builder.stem_nodes == builder.compute_nodes[:1]  # one source: its first convolution only
+        assert precision.stem_nodes(g) == builder.stem_nodes
+        kept = builder.build(builder.stem_nodes)
+    producers = {o: n for n in kept.graph.node for o in n.output}
+    stem = next(n for n in kept.graph.node if n.name == builder.stem_nodes[0])
+    assert stem.op_type == "Conv" and producers[stem.input[0]].op_type not in ("DequantizeLinear", "QuantizeLinear")
+    assert producers[stem.input[0]].name in precision.float32_regions(g)  # straight from the preprocessing
+    census = kernel_census(kept.SerializeToString())
+    assert census.float_fallback == 1 and census.quantized == 4, census
+
+
+def test_a_layer_kept_float_between_int8_layers_runs_float(trained_bundle):
+    """A convolution kept float32 between two quantized ones (DequantizeLinear → Conv → QuantizeLinear) is what
+    onnxruntime's WeightBiasQuantization transformer would re-quantize, per tensor, when a session loads it;
+    socketedge's sessions turn that transformer off (metadata.ORT_DISABLED_OPTIMIZERS), so mixed precision's float
+    layers really run float, in the census and in the runtime backend alike."""
+    from socketedge.export import precision
+
+    g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
+    with precision.Int8Builder(g, frames[:8], "uint8") as builder:
+        middle = builder.compute_nodes[1]
+        graph = builder.build([middle])
+    producers = {o: n for n in graph.graph.node for o in n.output}
+    node = next(n for n in graph.graph.node if n.name == middle)
+    assert producers[node.input[0]].op_type == "DequantizeLinear"  # the pattern the transformer matches
+    census = kernel_census(graph.SerializeToString())
+    assert census.float_fallback == 1 and census.quantized == 4, census
+    assert "Conv" in op_times_ms(graph.SerializeToString(), frames[0][None, None], runs=1, warmup=0)
