@@ -120,8 +120,7 @@ class Preprocess(nn.Module):
         and held-out pairs, validation sets); at the input size they are not resized again. The resize is not
         the identity at equal size (bilinear ×4 then 4×4 mean is a [1/8, 3/4, 1/8] blur per axis), so resizing
         twice would train and measure on blurred pixels while `eval`, `run` and the exported graph see native
-        frames resized once — on RoadScene thermal that mismatch alone turned the BatchNorm statistics
-        re-estimated on native frames from closer to the RGB side (CKA with ψ 0.63) into farther (0.38)."""
+        frames resized once."""
         x = self.unit(raw)
         size = self.spec.input_size
         # the exported graph (sized=False) always resizes, even at the input size: it cannot branch on a shape
