@@ -470,15 +470,17 @@ class Adapter:
         vector (spread 0.5% of ψ's; CKA with ψ on the TI pairs 0.06, re-estimated 0.25; 19.6% → 36.0% accuracy
         with no training). Elsewhere the source's statistics keep the target nearer the source: RoadScene
         thermal with road-scene RGB statistics has CKA 0.58 with ψ, re-estimated 0.40, and re-estimation alone
-        widens the held-out gap by 6%. The TI pairs are the evidence that decides (auto): keep whichever statistics give the higher
-        linear CKA between ψ and the target features of the TI pairs — scale-free, so a collapsed feature set
-        that merely sits near ψ's mean (a small distance) does not win. Without TI pairs: re-estimate."""
+        widens the held-out gap by 6%. The TI pairs are the evidence that decides (auto): keep whichever
+        statistics give the higher linear CKA between ψ and the target features of the TI pairs — scale-free, so
+        a collapsed feature set that merely sits near ψ's mean (a small distance) does not win. Without TI
+        pairs: re-estimate."""
         mode = self.cfg.recalibrate_bn
         if mode == "never":
             return
         if mode == "always" or not self.psi:
             self.recalibrate_bn()
-            self.bn_statistics[when] = {"chosen": "re-estimated", "rule": "always" if mode == "always" else "no TI pairs"}
+            rule = "always" if mode == "always" else "no TI pairs"
+            self.bn_statistics[when] = {"chosen": "re-estimated", "rule": rule}
             return
         layers = [bn for m in self.members for _, bn in batchnorm_layers(m.encoder) if bn.track_running_stats]
         kept = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in layers]

@@ -79,7 +79,8 @@ def predict(model: Ensemble | Sequence[Member], frames: torch.Tensor | DiskFrame
             preprocess: Sequence[nn.Module] | None = None, desc: str | None = None,
             show_progress: bool = False) -> Predictions:
     """Run every member over ``frames`` (raw (N, C, H, W) as data.cache decodes them, in memory or in the disk
-    cache, or an ImageSet read at native resolution) in batches, in eval mode without gradients; results on the CPU in the order of ``frames``.
+    cache, or an ImageSet read at native resolution) in batches, in eval mode without gradients; results on the
+    CPU in the order of ``frames``.
 
     ``zeta``: the weights of ``Predictions.probs`` (default: the ensemble's ζ, equal weights for a member list).
     ``features``: also return each member's encoder features. ``preprocess``: one module per member that
