@@ -117,17 +117,13 @@ def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[st
     import onnxruntime as ort
 
     from socketedge.export import precision
-    from socketedge.export.metadata import ORT_DISABLED_OPTIMIZERS
+    from socketedge.export.parity import session_for
 
     eight_bit = precision.to_int8(fused_graphs["fp32"], calib, "uint8", reduce_range=False)
 
     def run(model, optimize: bool) -> np.ndarray:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.log_severity_level = threads, 3
-        if not optimize:
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        s = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+        level = {} if optimize else {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        s = session_for(model.SerializeToString(), threads, **level)
         return np.concatenate([s.run(["probs"], {"frames": f[None, None]})[0] for f in frames])
 
     ref = run(fused_graphs["fp32"], True)
@@ -284,7 +280,7 @@ def main() -> None:
 
     from socketedge.export import onnx_export, precision
     from socketedge.export.auto import Measured, choose, prob_errors
-    from socketedge.export.metadata import ORT_DISABLED_OPTIMIZERS
+    from socketedge.export.parity import session_for
     from socketedge.fuse import fuse
     from socketedge.models.ensemble import Ensemble
     from socketedge.runtime.ort_profile import cpu_features, kernel_census, op_times_ms
@@ -307,11 +303,7 @@ def main() -> None:
                   f"latency on a whole {x.shape[3]}×{x.shape[2]} frame")
 
     def session(model, threads):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.log_severity_level = 3
-        return ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
-                                    disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+        return session_for(model.SerializeToString(), threads, inter_op_num_threads=1)
 
     def fp32_graph(ensemble: Ensemble):
         fused, folds = fuse(ensemble)

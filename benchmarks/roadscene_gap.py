@@ -144,7 +144,6 @@ def main() -> None:
                               work / "ti" if args.source_bn == "ti-rgb" else None)
         rows = {}
         rows["statistics only"] = statistics_only(src, work)
-        choices = {}
         for method in args.methods.split(","):
             cfg = AdaptConfig(sources=[src], target=work / "target" / "thermal", out=work / f"bundle_{method}",
                               ti=work / "ti" if method == "socket" else None, gap_pairs=work / "gap",
@@ -155,7 +154,6 @@ def main() -> None:
             gap = metrics["gap"]
             rows[method] = {"before": gap["before"]["mixed"], "after": gap["after"]["mixed"],
                             "bn_statistics": metrics.get("bn_statistics", {})}
-            choices[method] = metrics.get("bn_statistics", {})
         table = Table(title=f"held-out RoadScene pairs (n={n_held}): RGB (frozen source) vs thermal features, "
                             f"efficientnet_lite0 ImageNet @ {args.size}px, source BN {args.source_bn}, "
                             f"{args.epochs} epochs, λ_TI {args.lambda_ti}, λ_d {args.lambda_d}")
@@ -168,7 +166,7 @@ def main() -> None:
                           f"{100 * (a['distance'] / b['distance'] - 1):+.1f}%", f"{b['cosine']:.3f}",
                           f"{a['cosine']:.3f}", f"{b['cka']:.3f}", f"{a['cka']:.3f}")
         console.print(table)
-        for method, bn in choices.items():
+        for method, bn in ((m, r["bn_statistics"]) for m, r in rows.items() if "bn_statistics" in r):
             console.print(f"{method} BatchNorm statistics (--recalibrate-bn {args.recalibrate_bn}): " + "; ".join(
                 f"{when} {c['chosen']}" + (" (CKA with ψ on the TI pairs: " + ", ".join(
                     f"{k} {v:.3f}" for k, v in c["ti_cka"].items()) + ")" if "ti_cka" in c else "")

@@ -7,6 +7,7 @@ agreement (thresholds from the precision table, overridable).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,14 +65,20 @@ def judge(results: dict[str, dict], spec: PrecisionSpec, threshold: float | None
             "passed": bool(passed), "batches": results}
 
 
-def session_for(model_bytes: bytes, threads: int | None = None):
+def session_for(model: bytes | str | Path, threads: int | None = None, **options):
+    """An onnxruntime CPU session of ``model`` (serialized bytes or a path) as every socketedge check opens one:
+    ``threads`` intra-op threads (None: onnxruntime's default), ``options`` set on its SessionOptions, and the
+    transformers of ``ORT_DISABLED_OPTIMIZERS`` off."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model_bytes, sess_options=opts, providers=["CPUExecutionProvider"],
+    for key, value in options.items():
+        setattr(opts, key, value)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
                                 disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import onnx
 
 from socketedge.export.frames import as_batch
-from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS, OUTPUT_PROBS
+from socketedge.export.metadata import INPUT_NAME, OUTPUT_PROBS
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 INT8_OPS = ["Conv", "Gemm", "MatMul"]
@@ -273,12 +273,9 @@ def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str =
 
 def run_probs(model: onnx.ModelProto, frames: list[np.ndarray], threads: int = 1) -> np.ndarray:
     """(N, C) probabilities of ``frames`` (batch 1 each) through onnxruntime's CPU provider."""
-    import onnxruntime as ort
+    from socketedge.export.parity import session_for
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = threads, 1, 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=["CPUExecutionProvider"],
-                                   disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+    session = session_for(model.SerializeToString(), threads, inter_op_num_threads=1)
     return np.concatenate([session.run([OUTPUT_PROBS], {INPUT_NAME: as_batch([f])})[0] for f in frames])
 
 

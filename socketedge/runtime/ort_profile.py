@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.export.metadata import INPUT_NAME, ORT_DISABLED_OPTIMIZERS
+from socketedge.export.metadata import INPUT_NAME
 
 QUANTIZED_COMPUTE = ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulInteger", "ConvInteger")
 FLOAT_COMPUTE = ("Conv", "FusedConv", "NhwcFusedConv", "Gemm", "MatMul", "FusedMatMul", "FusedGemm")
@@ -41,16 +41,10 @@ class KernelCensus:
 def _session(model: bytes | str | Path, threads: int, **options):
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    for key, value in options.items():
-        setattr(opts, key, value)
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"],
-                                disabled_optimizers=ORT_DISABLED_OPTIMIZERS)
+    from socketedge.export.parity import session_for
+
+    return session_for(model, threads, inter_op_num_threads=1,
+                       graph_optimization_level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, **options)
 
 
 def kernel_census(model: bytes | str | Path, threads: int = 1) -> KernelCensus:
