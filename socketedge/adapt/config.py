@@ -38,6 +38,10 @@ class AdaptConfig(BaseModel):
     # with the scaled terms it trains the whole encoder at the head rate (None: 1.0). With --term-scale paper
     # (reproduction) None is backbone_lr_mult: one rate for every term, and the raw TI term's size unchanged.
     ti_backbone_lr_mult: float | None = Field(None, ge=0)
+    # Each training step crops and flips both images of every TI pair the same way (as the target frames are
+    # cropped and flipped) and takes ψ of that crop from the frozen source then. Off: the fixed frames and ψ
+    # computed once, which a few hundred pairs let the encoder memorise.
+    ti_augment: bool = True
     weight_decay: float = 1e-3
     momentum: float = 0.9
     device: str = "auto"

@@ -37,6 +37,8 @@ def register(app: typer.Typer) -> None:
         ti_backbone_lr_mult: float = typer.Option(None, min=0, help="Backbone rate ÷ lr for the TI term's gradient "
                                                   "(default 1, the head rate; with --term-scale paper 0.1, the "
                                                   "other terms' rate)."),
+        ti_augment: bool = typer.Option(True, "--ti-augment/--no-ti-augment", help="Crop and flip both images of "
+                                        "each TI pair alike every step (ψ from the frozen source then)."),
         device: str = typer.Option("auto", help="auto | cpu | cuda"),
         amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
         seed: int = typer.Option(0),
@@ -80,7 +82,7 @@ def register(app: typer.Typer) -> None:
         cfg = AdaptConfig(sources=source, target=target, out=out, ti=ti, method=method, lambda_ti=lambda_ti,
                           lambda_d=lambda_d, lambda_pl=lambda_pl, term_scale=term_scale,
                           recalibrate_bn=recalibrate_bn, epochs=epochs, batch_size=batch_size, lr=lr,
-                          ti_backbone_lr_mult=ti_backbone_lr_mult,
+                          ti_backbone_lr_mult=ti_backbone_lr_mult, ti_augment=ti_augment,
                           device=device, amp=amp, seed=seed, resume=resume, labels=labels, modality=modality,
                           depth_scale=depth_scale, depth_range=_range(depth_range), ti_depth_scale=ti_depth_scale,
                           ti_depth_range=_range(ti_depth_range), ti_holdout=ti_holdout,

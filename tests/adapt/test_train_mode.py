@@ -41,6 +41,46 @@ def test_ti_pass_leaves_running_statistics_alone(adapt_data, tmp_path):
     assert any(not torch.equal(moved[k], before[0][k]) for k in moved if k.endswith("running_mean"))
 
 
+def test_ti_pairs_are_cropped_alike_and_psi_follows_the_crop(adapt_data, tmp_path):
+    """A training step's TI term: the same crop and flip on both images of each pair, ψ of that crop from the
+    frozen source; without a generator (or with --no-ti-augment) the fixed frames against ψ computed once."""
+    from socketedge.adapt import losses
+    from socketedge.data.cache import apply_crop, crop_flip_indices
+
+    sources, target, ti = adapt_data
+    cfg = dict(sources=sources, target=target / "depth", ti=ti, out=tmp_path / "b", epochs=1, batch_size=8,
+               device="cpu", show_progress=False)
+    adapter = Adapter(AdaptConfig(**cfg))
+    src, tgt = adapter.ti_crops
+    assert src.raw.shape[-1] == tgt.raw.shape[-1] == adapter.load > adapter.size
+    for m in adapter.members:
+        m.eval()  # deterministic features: the check is about which pixels reach which network
+    idx = torch.tensor([5, 0, 3, 1])
+    value = adapter.ti_term(idx, torch.Generator().manual_seed(7))
+    rows, cols = crop_flip_indices(len(idx), adapter.load, adapter.size, torch.Generator().manual_seed(7))
+    assert bool((cols[:, 0] > cols[:, -1]).any()), "the test needs a flipped crop"
+    psi, feats = [], []
+    with torch.no_grad():
+        for k, (m, fz) in enumerate(zip(adapter.members, adapter.frozen)):
+            psi.append(fz.encoder(adapter.src_pre[k](apply_crop(src.raw[idx], rows, cols), sized=True)))
+            feats.append(m.encoder(adapter.ti_pre[k](apply_crop(tgt.raw[idx], rows, cols), sized=True)))
+        want = losses.ti_distance_scaled(psi, feats, adapter.zeta(), adapter.psi_spread)
+        torch.testing.assert_close(value.detach(), want)
+        fixed = adapter.ti_term(idx)
+        want_fixed = losses.ti_distance_scaled([p[idx] for p in adapter.psi],
+                                               [m.encoder(adapter.ti_pre[k](adapter.ti_tgt.raw[idx], sized=True))
+                                                for k, m in enumerate(adapter.members)],
+                                               adapter.zeta(), adapter.psi_spread)
+        torch.testing.assert_close(fixed, want_fixed)
+    assert not torch.allclose(value.detach(), fixed)
+    plain = Adapter(AdaptConfig(**cfg | {"out": tmp_path / "c", "ti_augment": False}))
+    assert plain.ti_crops is None
+    for m in plain.members:
+        m.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain.ti_term(idx, torch.Generator().manual_seed(7)), plain.ti_term(idx))
+
+
 def test_dropout_is_off_while_adapting(make_dataset, tmp_path):
     # mobilenet_v3_small keeps its hidden Linear + Hardswish + Dropout in the encoder
     torch.manual_seed(0)
