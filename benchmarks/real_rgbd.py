@@ -9,7 +9,9 @@
 Cost on 2 CPU cores, measured while other jobs shared them (load average 3–6; this job got ~0.7 core), so upper
 bounds: one efficientnet_lite0 seed at 80 px took 11.6 min (source 394 s, unadapted 8 s, SHOT 137 s, SOCKET
 153 s); at 96 px 23.5 min for efficientnet_lite0 (378 / 15 / 356 / 654 s) and 16.4 min for resnet18 (333 / 11 /
-268 / 375 s). The default run (2 backbones × 3 seeds at 80 px) is estimated at about 35 min on two idle cores.
+268 / 375 s) — those at 5–6 adaptation epochs. At the default 15 epochs with paired TI crops, one Lite0 seed at
+80 px took SHOT 287–350 s and SOCKET 1113–1131 s while three other jobs shared the cores (~250 s alone); the
+default run (2 backbones × 3 seeds at 80 px) is estimated at about 60 min on two idle cores.
 ``--table8`` adds 4 adaptation cells per seed and ``--table9`` 7 (the λ = 0 and 0.3 rows, the 100-pair row and
 two Table 8 rows are cells of the main table).
 
