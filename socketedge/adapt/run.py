@@ -393,18 +393,17 @@ class Adapter:
         2.2 → 0.5 while target accuracy peaked at 48.8% and sank to 44.0%; with paired crops it rose to 57.6%.
         Without: the fixed frames against ψ computed once."""
         crops = self.ti_crops if generator is not None else None
-        if crops is not None:
-            rows, cols = crop_flip_indices(len(idx), self.load, self.size, generator)
         part = self.dist.shard(torch.arange(len(idx)))
-        idx = idx[part]
         amp = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
         if crops is not None:
-            rows, cols = rows[part], cols[part]
+            rows, cols = crop_flip_indices(len(idx), self.load, self.size, generator)  # drawn for the global batch
+            idx, rows, cols = idx[part], rows[part], cols[part]
             raw = apply_crop(crops[1].raw[idx], rows, cols).to(self.device)
             src = apply_crop(crops[0].raw[idx], rows, cols).to(self.device)
             with amp, torch.no_grad():
                 psi = [fz.encoder(self.src_pre[k](src, sized=True)).float() for k, fz in enumerate(self.frozen)]
         else:
+            idx = idx[part]
             raw = self.ti_tgt.raw[idx].to(self.device)
             psi = [p[idx.to(self.device)] for p in self.psi]
         # batch statistics as in every train-mode pass, but the running statistics stay the target's
