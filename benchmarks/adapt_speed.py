@@ -2,8 +2,11 @@
 
 Floor = a bare forward of the same networks on a target batch and a TI batch held in memory, one backward and
 one SGD step: what any implementation must pay. Step = socketedge's real adaptation step (all five loss terms,
-BN hooks, batched augmentation from the in-memory cache, two backward passes). Each configuration runs in its
-own process so that its peak memory (RSS on CPU, torch's max allocated on CUDA) is its own.
+BN hooks, batched augmentation from the in-memory cache, two backward passes). Fixed TI = the same step with
+`--no-ti-augment`: the TI pairs uncropped and ψ computed once, instead of the default paired crops whose ψ needs
+one more (frozen, no-gradient) forward of the TI batch per source every step; `crops / fixed` is that cost. Each
+configuration runs in its own process so that its peak memory (RSS on CPU, torch's max allocated on CUDA) is its
+own.
 
     python benchmarks/adapt_speed.py                       # resnet18/50 × 112/224 px × 1/2 sources, CPU
     python benchmarks/adapt_speed.py --archs resnet18 --sizes 112 --steps 3
@@ -62,7 +65,7 @@ def _sources(root: Path, arch: str, k: int, size: int) -> list[Path]:
     return out
 
 
-def run_step(arch: str, size: int, k: int, steps: int, batch: int, device: str) -> dict:
+def run_step(arch: str, size: int, k: int, steps: int, batch: int, device: str, ti_augment: bool = True) -> dict:
     from socketedge.adapt.config import AdaptConfig
     from socketedge.adapt.run import Adapter
 
@@ -73,7 +76,8 @@ def run_step(arch: str, size: int, k: int, steps: int, batch: int, device: str) 
         sources = _sources(root, arch, k, size)
         stamps: list[float] = []
         cfg = AdaptConfig(sources=sources, target=root / "target" / "depth", ti=root / "ti", out=root / "bundle",
-                          epochs=1, batch_size=batch, device=device, show_progress=False, ti_holdout=0.0)
+                          epochs=1, batch_size=batch, device=device, show_progress=False, ti_holdout=0.0,
+                          ti_augment=ti_augment)
         adapter = Adapter(cfg, on_step=lambda s: stamps.append(time.perf_counter()))
         if device == "cuda":
             import torch
@@ -115,8 +119,11 @@ def run_floor(arch: str, size: int, k: int, steps: int, batch: int, device: str)
 
 
 def child(args) -> None:
-    fn = run_step if args.mode == "step" else run_floor
-    res = fn(args.arch, args.size, args.k, args.steps, args.batch, args.device)
+    if args.mode == "floor":
+        res = run_floor(args.arch, args.size, args.k, args.steps, args.batch, args.device)
+    else:
+        res = run_step(args.arch, args.size, args.k, args.steps, args.batch, args.device,
+                       ti_augment=args.mode == "step")
     print(json.dumps(res | {"rank": int(os.environ.get("RANK", "0"))}), flush=True)
 
 
@@ -154,7 +161,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     p.add_argument("--procs", default="1", help="data-parallel ranks for the step, e.g. 1,2 (same global batch)")
     p.add_argument("--json", type=Path, help="also write the rows here")
-    p.add_argument("--_child", dest="mode", choices=["step", "floor"], help=argparse.SUPPRESS)
+    p.add_argument("--_child", dest="mode", choices=["step", "step-fixed-ti", "floor"], help=argparse.SUPPRESS)
     p.add_argument("--_arch", dest="arch", help=argparse.SUPPRESS)
     p.add_argument("--_size", dest="size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--_k", dest="k", type=int, help=argparse.SUPPRESS)
@@ -171,13 +178,13 @@ def main() -> None:
     from rich.table import Table
 
     rows = []
-    console = Console()
+    console = Console(width=160)  # the table's columns, also when the output is a pipe or a file
     procs = [int(p) for p in args.procs.split(",")]
     for arch in args.archs.split(","):
         for size in map(int, args.sizes.split(",")):
             for k in map(int, args.sources.split(",")):
                 res: dict = {}
-                for mode, n in [("floor", 1)] + [("step", p) for p in procs]:
+                for mode, n in [("floor", 1), ("step-fixed-ti", 1)] + [("step", p) for p in procs]:
                     cmd, env = _child_cmd(args, mode, arch, size, k, n)
                     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                     ranks = _rank_results(out.stdout)
@@ -190,6 +197,7 @@ def main() -> None:
                     continue
                 floor = res[("floor", 1)]
                 one = res.get(("step", 1))
+                fixed = res.get(("step-fixed-ti", 1))
                 for n in procs:
                     step = res.get(("step", n))
                     if step is None:
@@ -198,19 +206,23 @@ def main() -> None:
                            "procs": n, "step_s": step["seconds"], "floor_s": floor["seconds"],
                            "ratio": step["seconds"] / floor["seconds"],
                            "speedup_vs_1": one["seconds"] / step["seconds"] if one else None,
+                           "fixed_ti_s": fixed["seconds"] if fixed else None,
+                           "crops_vs_fixed": step["seconds"] / fixed["seconds"] if fixed and n == 1 else None,
                            "step_peak_mb": step["peak_mb"], "floor_peak_mb": floor["peak_mb"]}
                     rows.append(row)
                     console.print(row)
     table = Table(title=f"adaptation step vs compute floor ({args.device}, global batch {args.batch} target + "
                         f"{args.batch} TI pairs, median of {args.steps} steps)")
     for col in ("arch", "px", "sources", "procs", "step s", "floor s", "step / floor", "1-proc step / this",
-                "peak MB step", "peak MB floor"):
+                "fixed TI s", "crops / fixed", "peak MB step", "peak MB floor"):
         table.add_column(col, justify="right")
     for r in rows:
         speedup = f"{r['speedup_vs_1']:.2f}" if r["speedup_vs_1"] is not None else "-"
+        fixed_s = f"{r['fixed_ti_s']:.2f}" if r["fixed_ti_s"] is not None else "-"
+        crops = f"{r['crops_vs_fixed']:.2f}" if r["crops_vs_fixed"] is not None else "-"
         table.add_row(r["arch"], str(r["size"]), str(r["sources"]), str(r["procs"]), f"{r['step_s']:.2f}",
-                      f"{r['floor_s']:.2f}", f"{r['ratio']:.2f}", speedup, f"{r['step_peak_mb']:.0f}",
-                      f"{r['floor_peak_mb']:.0f}")
+                      f"{r['floor_s']:.2f}", f"{r['ratio']:.2f}", speedup, fixed_s, crops,
+                      f"{r['step_peak_mb']:.0f}", f"{r['floor_peak_mb']:.0f}")
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
