@@ -13,7 +13,8 @@ bounds: one efficientnet_lite0 seed at 80 px took 11.6 min (source 394 s, unadap
 80 px took SHOT 287–350 s and SOCKET 1113–1131 s while three other jobs shared the cores (~250 s alone); the
 default run (2 backbones × 3 seeds at 80 px) is estimated at about 60 min on two idle cores.
 ``--table8`` adds 4 adaptation cells per seed and ``--table9`` 7 (the λ = 0 and 0.3 rows, the 100-pair row and
-two Table 8 rows are cells of the main table).
+two Table 8 rows are cells of the main table): 4 for the λ row and 3 for the pairs row, ``--table9-rows`` picks
+one.
 
 Data: 1000 frames (640×480 colour JPEG + 16-bit depth PNG in mm), 10 gestures G1–G10 × 10 subjects P1–P10 ×
 10 takes; colour and depth are not registered (raw Kinect v1).
@@ -466,6 +467,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                             "(default 0.5,3.0)")
     p.add_argument("--table8", action="store_true", help="loss-term ablation (the paper's Table 8)")
     p.add_argument("--table9", action="store_true", help="λ_TI = λ_d sweep and TI-pairs-per-class sweep (Table 9)")
+    p.add_argument("--table9-rows", default="lambda,pairs", help="which Table 9 rows: lambda, pairs or both "
+                   "(default lambda,pairs)")
     p.add_argument("--ablation-arch", default="efficientnet_lite0", help="backbone of the ablations")
     p.add_argument("--quick", action="store_true", help="tiny configuration: seed 0, efficientnet_lite0, 64 px, "
                                                         "2 source + 1 adaptation epochs (checks the pipeline)")
@@ -487,6 +490,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.depth_range_t = (near, far)
     if not 0 < args.ti_per_class <= 100:
         p.error("--ti-per-class must be in 1..100 (the data has 100 frames per gesture)")
+    if not set(args.table9_rows.split(",")) <= {"lambda", "pairs"}:
+        p.error(f"--table9-rows takes lambda, pairs or lambda,pairs, got {args.table9_rows!r}")
     if not args.root.is_dir():
         p.error(f"--root {args.root} does not exist (the ntu_kinect_gesture folder)")
     work = args.work or Path("/tmp") / ("socketedge-real-rgbd" + ("-quick" if args.quick else ""))
@@ -551,7 +556,8 @@ def main(argv: list[str] | None = None) -> dict:
             data[name] = accs
         report["tables"]["table8"] = data
         md.append(_table(f"Table 8 — loss terms ({arch}; * = not in the paper)", head, rows))
-    if args.table9:
+    t9_rows = set(args.table9_rows.split(","))
+    if args.table9 and "lambda" in t9_rows:
         rows, data = [], {}
         for lam in LAMBDA_SWEEP:
             method = "shot" if lam == 0 else "socket"
@@ -561,6 +567,7 @@ def main(argv: list[str] | None = None) -> dict:
             data[str(lam)] = accs
         report["tables"]["table9_lambda"] = data
         md.append(_table(f"Table 9 (right) — λ_TI = λ_d ({arch})", head, rows))
+    if args.table9 and "pairs" in t9_rows:
         rows, data = [], {}
         for n in TI_SWEEP:
             accs = [(run.cell(arch, s, "shot") if n == 0 else run.cell(arch, s, "socket", ti_per_class=n))["accuracy"]
