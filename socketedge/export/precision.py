@@ -185,6 +185,9 @@ def stem_nodes(model: onnx.ModelProto, float_region: set[str] | None = None) -> 
 
 INT8_ACTIVATIONS = ("int8", "uint8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")
+#: the entropy (KL) calibrator's histogram: onnxruntime's quantize_static builds it with 128 bins, as many as the
+#: 128 quantized bins it compares against, which leaves the KL search one candidate — the full range, i.e. MinMax
+ENTROPY_BINS, ENTROPY_QUANTIZED_BINS = 2048, 128
 
 
 class Int8Builder:
@@ -195,7 +198,8 @@ class Int8Builder:
     (symmetric, Conv / Gemm / MatMul inputs: TensorRT's explicit quantization) or "uint8" (asymmetric, the whole
     network body, 7-bit weights: onnxruntime's QLinearConv kernels on CPUs). The preprocessing and the softmax /
     ζ-mixing stay float32 in both (module docstring). ``reduce_range`` overrides the form's weight range (7-bit
-    for uint8, 8-bit for int8); ``calibration``: onnxruntime's MinMax, Percentile (99.999) or Entropy ranges."""
+    for uint8, 8-bit for int8); ``calibration``: onnxruntime's MinMax, Percentile (99.999)
+    or Entropy (KL over an ENTROPY_BINS histogram) ranges."""
 
     def __init__(self, model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
                  reduce_range: bool | None = None, calibration: str = "minmax"):
@@ -239,6 +243,8 @@ class Int8Builder:
         exclude = [*self.keep_float, *keep_float]
         if only is not None:
             exclude = [n for n in self._all_nodes if n != only]
+        if self.calibration == "entropy" and not self._cache.is_file():
+            self._entropy_ranges(Reader(self.frames))
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[self.calibration]
         out = Path(self._tmp.name) / "int8.onnx"
@@ -251,6 +257,21 @@ class Int8Builder:
             extra_options={"ActivationSymmetric": self.symmetric, "WeightSymmetric": True,
                            "CalibPercentile": 99.999})
         return onnx.load_model(str(out))
+
+    def _entropy_ranges(self, reader) -> None:
+        """Entropy (KL) ranges with a histogram of ENTROPY_BINS, written to the calibration cache that
+        quantize_static then reads instead of calibrating itself (it cannot be given the bin count)."""
+        from onnxruntime.quantization import CalibrationMethod
+        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+        from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+        ops = INT8_OPS if self.symmetric else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+        calibrator = create_calibrator(
+            Path(self._pre), ops, augmented_model_path=str(Path(self._tmp.name) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy,
+            extra_options={"num_bins": ENTROPY_BINS, "num_quantized_bins": ENTROPY_QUANTIZED_BINS})
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), self._cache)
 
     def close(self) -> None:
         self._tmp.cleanup()

@@ -140,6 +140,26 @@ def test_percentile_calibration_builds_and_agrees(trained_bundle):
         precision.Int8Builder(g, frames, "uint8", calibration="kl")
 
 
+def _activation_scales(model: onnx.ModelProto) -> dict[str, float]:
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    return {n.input[0]: float(init[n.input[1]]) for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[1] in init and init[n.input[1]].size == 1}
+
+
+def test_entropy_calibration_clips_ranges_minmax_keeps(trained_bundle):
+    """calibration="entropy" is onnxruntime's KL calibrator with a histogram it can search (quantize_static alone
+    builds 128 bins for 128 quantized ones, which leaves one candidate — the full range — so its "entropy"
+    ranges were MinMax's): never wider than MinMax's, narrower on some tensors."""
+    from socketedge.export import precision
+
+    g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
+    minmax = _activation_scales(precision.to_int8(g, frames, "uint8"))
+    entropy = _activation_scales(precision.to_int8(g, frames, "uint8", calibration="entropy"))
+    assert entropy.keys() == minmax.keys() and len(minmax) >= 5
+    assert all(entropy[t] <= minmax[t] * (1 + 1e-6) for t in minmax)
+    assert sum(entropy[t] < 0.99 * minmax[t] for t in minmax) >= 1
+
+
 def test_stem_nodes_read_the_preprocessed_frame_and_can_stay_float(trained_bundle):
     """precision.stem_nodes: the first convolution of each source, the one fed by the float preprocessing; kept
     float32 it is a float kernel fed the float frame (no DequantizeLinear in front), every other layer stays int8."""
