@@ -243,14 +243,15 @@ class Int8Builder:
         exclude = [*self.keep_float, *keep_float]
         if only is not None:
             exclude = [n for n in self._all_nodes if n != only]
+        ops = self._op_types()
         if self.calibration == "entropy" and not self._cache.is_file():
-            self._entropy_ranges(Reader(self.frames))
+            self._entropy_ranges(Reader(self.frames), ops)
         method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                   "entropy": CalibrationMethod.Entropy}[self.calibration]
         out = Path(self._tmp.name) / "int8.onnx"
         quantize_static(
             str(self._pre), str(out), Reader(self.frames), quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=INT8_OPS if self.symmetric else None, nodes_to_exclude=exclude,
+            op_types_to_quantize=ops, nodes_to_exclude=exclude,
             per_channel=True, reduce_range=self.reduce_range, weight_type=QuantType.QInt8,
             calibrate_method=method, calibration_cache_path=str(self._cache),
             activation_type=QuantType.QInt8 if self.symmetric else QuantType.QUInt8,
@@ -258,14 +259,19 @@ class Int8Builder:
                            "CalibPercentile": 99.999})
         return onnx.load_model(str(out))
 
-    def _entropy_ranges(self, reader) -> None:
-        """Entropy (KL) ranges with a histogram of ENTROPY_BINS, written to the calibration cache that
-        quantize_static then reads instead of calibrating itself (it cannot be given the bin count)."""
-        from onnxruntime.quantization import CalibrationMethod
-        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+    def _op_types(self) -> list[str]:
+        """The op types quantized and calibrated: Conv / Gemm / MatMul inputs in the symmetric form, every op
+        onnxruntime can quantize in the uint8 form (what quantize_static takes when given none)."""
         from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
-        ops = INT8_OPS if self.symmetric else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+        return list(INT8_OPS) if self.symmetric else sorted(set(QLinearOpsRegistry) | set(QDQRegistry))
+
+    def _entropy_ranges(self, reader, ops: list[str]) -> None:
+        """Entropy (KL) ranges of ``ops``' tensors with a histogram of ENTROPY_BINS, written to the calibration
+        cache that quantize_static then reads instead of calibrating itself (it cannot be given the bin count)."""
+        from onnxruntime.quantization import CalibrationMethod
+        from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
         calibrator = create_calibrator(
             Path(self._pre), ops, augmented_model_path=str(Path(self._tmp.name) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy,
