@@ -490,7 +490,8 @@ def main(argv: list[str] | None = None) -> dict:
     args.depth_range_t = (near, far)
     if not 0 < args.ti_per_class <= 100:
         p.error("--ti-per-class must be in 1..100 (the data has 100 frames per gesture)")
-    if not set(args.table9_rows.split(",")) <= {"lambda", "pairs"}:
+    t9_rows = set(args.table9_rows.split(","))
+    if not t9_rows <= {"lambda", "pairs"}:
         p.error(f"--table9-rows takes lambda, pairs or lambda,pairs, got {args.table9_rows!r}")
     if not args.root.is_dir():
         p.error(f"--root {args.root} does not exist (the ntu_kinect_gesture folder)")
@@ -556,7 +557,6 @@ def main(argv: list[str] | None = None) -> dict:
             data[name] = accs
         report["tables"]["table8"] = data
         md.append(_table(f"Table 8 — loss terms ({arch}; * = not in the paper)", head, rows))
-    t9_rows = set(args.table9_rows.split(","))
     if args.table9 and "lambda" in t9_rows:
         rows, data = [], {}
         for lam in LAMBDA_SWEEP:
