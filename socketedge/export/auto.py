@@ -3,8 +3,12 @@ runtime backend it will be deployed with, check it against fp32, keep the fastes
 
 Candidates (most exact first): ``fp32``; ``fp16``; ``int8`` (symmetric activations, TensorRT's form);
 ``int8-uint8`` (asymmetric uint8 activations, onnxruntime's QLinearConv kernels; export/precision.py);
-``int8-uint8-mixed`` (the uint8 form with its most sensitive convolutions kept float32, as few as reach the
-tolerance on the calibration frames: ``precision.mixed_int8``; built only when plain int8-uint8 misses it). Each is
+``int8-uint8-qat`` (the uint8 form of the model fine-tuned through int8 rounding to reproduce fp32 on the
+calibration frames, ``qat.finetune``: ``FINETUNE_STEPS`` steps, minutes on a CPU; checked on the same frames, three
+quarters of which it trained on, so its agreement there is optimistic — the fine-tuning itself keeps only weights
+that beat plain quantization on the quarter it held aside); ``int8-uint8-mixed`` (the uint8 form with its most
+sensitive convolutions kept float32, as few as reach the tolerance on the calibration frames:
+``precision.mixed_int8``). The last two are built only when plain int8-uint8 misses the tolerance. Each is
 written with its card to a temporary .onnx, opened through ``runtime.backends.open_backend`` and
 
 - checked: every calibration frame at batch 1 (the live loop's batch) through the backend, against the fp32
@@ -39,10 +43,15 @@ class Candidate:
     precision: str  # fp32 | fp16 | int8
     int8_activations: str | None = None  # int8 | uint8 for int8 graphs
     mixed: bool = False  # the most sensitive layers kept float32 (precision.mixed_int8)
+    finetune: bool = False  # quantization-aware fine-tuning on the calibration frames first (export/qat.py)
 
+
+#: --precision auto's fine-tuning steps for the int8-uint8-qat candidate
+FINETUNE_STEPS = 200
 
 CANDIDATES = (Candidate("fp32", "fp32"), Candidate("fp16", "fp16"), Candidate("int8", "int8", "int8"),
-              Candidate("int8-uint8", "int8", "uint8"), Candidate("int8-uint8-mixed", "int8", "uint8", mixed=True))
+              Candidate("int8-uint8", "int8", "uint8"), Candidate("int8-uint8-qat", "int8", "uint8", finetune=True),
+              Candidate("int8-uint8-mixed", "int8", "uint8", mixed=True))
 
 
 @dataclass
@@ -60,6 +69,7 @@ class Measured:
     error: str | None = None  # why it could not be built / opened / run
     skipped: str | None = None  # why it was not built (not needed, or no mix reaches the tolerance)
     float_nodes: list[str] | None = None  # mixed precision: the compute nodes kept float32
+    finetune: dict | None = None  # fine-tuned candidate: qat.finetune's record (its held-aside frames' numbers)
     verdict: str = ""
 
     def to_dict(self) -> dict:
@@ -119,10 +129,20 @@ class AutoChoice:
 
 
 def _build(candidate: Candidate, fp32_graph, frames, reference=None, min_agreement=0.99,
-           max_prob_error=MAX_PROB_ERROR):
-    """The candidate's graph, and for a mixed one the record of its search (graph None when no mix qualifies)."""
-    from socketedge.export import precision
+           max_prob_error=MAX_PROB_ERROR, fused=None, progress=None):
+    """The candidate's graph, and for a mixed one the record of its search (graph None when no mix qualifies),
+    for a fine-tuned one the fine-tuning's record."""
+    from socketedge.export import onnx_export, precision
 
+    if candidate.finetune:
+        import torch
+
+        from socketedge.export import qat
+
+        tuned = qat.finetune(fused, frames, candidate.int8_activations, steps=FINETUNE_STEPS, progress=progress)
+        raw = torch.uint16 if frames[0].dtype == np.uint16 else torch.uint8
+        graph = onnx_export.clean(onnx_export.torch_to_onnx(tuned.model, onnx_export.example_frames(tuned.model, raw)))
+        return precision.to_int8(graph, frames, candidate.int8_activations), tuned.record
     if candidate.precision == "fp32":
         return fp32_graph, None
     if candidate.precision == "fp16":  # a copy: the converter may edit the graph it is given
@@ -179,21 +199,25 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                 m = Measured(c.name, c.precision, c.int8_activations)
                 measured.append(m)
                 plain = next((p for p in measured if p.name == "int8-uint8"), None)
-                if c.mixed and plain is not None and plain.agreement is not None and \
+                if (c.mixed or c.finetune) and plain is not None and plain.agreement is not None and \
                         within_tolerance(plain.agreement, plain.mean_tv, min_agreement, max_prob_error):
                     m.skipped = "not built: int8-uint8 already within the tolerance"
                     advance(2)
                     continue
-                step(f"building {c.name}" + (" (per-layer sensitivity)" if c.mixed else ""))
+                step(f"building {c.name}" + (" (per-layer sensitivity)" if c.mixed else "")
+                     + (f" ({FINETUNE_STEPS} fine-tuning steps)" if c.finetune else ""))
                 try:
-                    graph, search = _build(c, fp32_graph, frames, reference, min_agreement, max_prob_error)
+                    graph, search = _build(c, fp32_graph, frames, reference, min_agreement, max_prob_error, fused,
+                                           progress)
                     if c.mixed and graph is None:
                         m.skipped = (f"rejected: no mix with ≤ half of the {search['compute_nodes']} compute layers "
                                      "float32 reaches the tolerance on the calibration frames")
                         advance(2)
                         continue
-                    if search is not None:
+                    if c.mixed:
                         m.float_nodes = search["float_nodes"]
+                    elif c.finetune:
+                        m.finetune = {k: v for k, v in search.items() if k != "history"}
                     onnx_export.check(graph)
                 except Exception as e:  # a converter / quantizer failure drops this candidate, not the export
                     m.error = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
@@ -209,6 +233,8 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                     candidate_card.extra["int8_activations"] = c.int8_activations
                 if m.float_nodes:
                     candidate_card.extra["int8_float_nodes"] = m.float_nodes
+                if m.finetune:
+                    candidate_card.extra["int8_finetune"] = m.finetune
                 onnx_export.set_metadata(graph, candidate_card)
                 onnx_export.save(graph, path)
                 if c.precision == "int8":

@@ -39,6 +39,8 @@ class ExportConfig(BaseModel):
     calib_frames: int = Field(64, ge=1)
     threshold: float | None = None  # parity threshold; default from the precision table
     int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; onnxruntime's int8 kernels)
+    # int8: quantization-aware fine-tuning steps on the calibration frames before quantizing (export/qat.py); 0: off
+    int8_finetune: int = Field(0, ge=0)
     # --precision auto: minimum top-1 agreement with fp32 on the calibration frames, and how candidates are timed
     auto_min_agreement: float = Field(0.99, ge=0, le=1)
     # --precision auto: largest mean total-variation distance to fp32's probabilities (export/auto.py)
@@ -156,6 +158,9 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                           "fp32|fp16|int8 (TensorRT picks its kernels when it builds the engine)")
     if auto and cfg.int8_activations != "int8":
         raise ConfigError("--precision auto tries both int8 activation forms itself; drop --int8-activations")
+    if cfg.int8_finetune and (auto or prec.name != "int8"):
+        raise ConfigError("--int8-finetune fine-tunes for an int8 graph: pass --precision int8 (--precision auto "
+                          "tries a fine-tuned candidate itself when plain int8 misses its tolerance)")
     if cfg.int8_activations != "int8" and (fmt.name == "tensorrt" or prec.name != "int8"):
         raise ConfigError("--int8-activations uint8 is for --precision int8 graphs run by onnxruntime; TensorRT's "
                           "explicit quantization needs symmetric int8 activations")
@@ -208,7 +213,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         graph = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype)))
         progress.advance(stages)
         stage("choosing precision" if auto else f"{prec.name} graph")
-        activations, auto_record = cfg.int8_activations, None
+        activations, auto_record, finetune_record = cfg.int8_activations, None, None
         if auto:
             from socketedge.export import auto as auto_precision
             from socketedge.export.formats import PRECISIONS
@@ -220,8 +225,18 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                 warmup=cfg.auto_warmup, iters=cfg.auto_iters, progress=progress)
             graph, prec, auto_record = choice.graph, PRECISIONS.get(choice.candidate.precision), choice.record
             activations = choice.candidate.int8_activations or activations
+            if choice.candidate.finetune:
+                finetune_record = next(c["finetune"] for c in auto_record["candidates"]
+                                       if c["name"] == choice.candidate.name)
         elif prec.name == "fp16":
             graph = precision.to_fp16(graph)
+        elif prec.name == "int8" and cfg.int8_finetune:
+            from socketedge.export import qat
+
+            tuned = qat.finetune(fused, frames, activations, steps=cfg.int8_finetune, progress=progress)
+            finetune_record = tuned.record
+            graph = precision.to_int8(onnx_export.clean(onnx_export.torch_to_onnx(
+                tuned.model, onnx_export.example_frames(tuned.model, raw_dtype))), frames, activations)
         elif prec.name == "int8":
             graph = precision.to_int8(graph, frames, activations)
         progress.advance(stages)
@@ -239,6 +254,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         "calibration": data, "format": fmt.name,
         **({"int8_activations": activations} if prec.name == "int8" else {}),
         **({"precision_auto": auto_record} if auto_record else {}),
+        **({"int8_finetune": finetune_record} if finetune_record else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
                   "parametrizations_removed": f.parametrizations_removed, "notes": f.notes} for f in folds]})
 
