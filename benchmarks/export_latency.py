@@ -17,17 +17,26 @@ Per architecture (one source at --size px, fused with its depth preprocessing as
                          kept float32 (precision.stem_nodes): is the 8-bit input step (~2 cm over 0.3–5 m) the
                          error?
 - int8-uint8-percentile: int8-uint8 with onnxruntime's Percentile (99.999) calibration instead of MinMax
+- int8-uint8-qat:        int8-uint8 of the model first fine-tuned through the int8 rounding to reproduce fp32
+                         (export/qat.py, `socketedge export --int8-finetune`, --qat-steps) on the deployment frames
 - PyTorch eager fp32, for reference; with --sources N > 1 also N separate onnxruntime sessions mixed in numpy
 
 The classifiers really classify NTU depth (``trained_member``): whole frames leave a single-frame gesture
 classifier near chance (the hand is a small part of the frame; README, real RGB-D), so, as in real_rgbd.py, each
 frame is cut to the 220 px box around the hand found in the depth map. Each source: random-init torchvision
 weights (EfficientNet-Lite0: its packaged ImageNet weights), the whole network trained with cross-entropy on the
-200 P1–P5 crops (--train-epochs 20 at --train-px 112: ~5 min per architecture on one core), then at --size px the
-BatchNorm statistics re-estimated and the head (bottleneck + classifier) retrained on them; cached in --work.
-(--train-epochs 0, head only on random features, gives near-uniform classifiers whose top-1 flips under any
-noise: the first round's numbers.) int8 is calibrated (and the mixed precision chosen) on 64 of those crops;
-agreement is measured on 300 held-out P6–P10 crops; latency on a whole 480×640 frame (the graph resizes either).
+200 P1–P5 crops (--train-epochs 20 at --train-px 224: ~15 min per architecture on one core; at 112 px, the first
+rounds' recipe, a third of that), then at --size px the BatchNorm statistics re-estimated and the head (bottleneck +
+classifier) retrained on them; cached in --work. (--train-epochs 0, head only on random features, gives
+near-uniform classifiers whose top-1 flips under any noise: the first round's numbers.)
+
+The held-out subjects P6–P10 play the deployment camera: their 500 crops are split once (seeded) into 300 on which
+agreement is measured and 200 unlabeled "deployment frames" — what `socketedge export --calib` gets in the field —
+of which 64 calibrate int8 (and choose the mixed precision) and all 200 feed the fine-tuning; no frame is both
+calibrated / trained on and checked. The fp32 classifier's own stability is measured too: its top-1 agreement with
+itself when Gaussian noise of 1 and 3 mm (the Kinect's own depth noise is mm to cm) is added to the raw depth of
+the agreement frames — a classifier whose decisions move under sensor noise cannot keep them through 8-bit
+rounding either. Latency on a whole 480×640 frame (the graph resizes either).
 Every variant timed round-robin (run i of each, then run i + 1, …), median of --runs, at each --threads count. The kernel census (the graph as onnxruntime's
 optimizer saves it) and the per-node profile (onnxruntime's profiler) show which convolutions run as int8
 kernels and where the time goes.
@@ -250,12 +259,18 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50, help="timed runs per variant (median reported), >= 50")
     ap.add_argument("--threads", default="2,1", help="comma-separated intra-op thread counts to time with")
     ap.add_argument("--fit-frames", type=int, default=200, help="P1–P5 hand crops the classifiers are trained on")
-    ap.add_argument("--calib-frames", type=int, default=64, help="of those, the frames int8 is calibrated (and "
-                    "mixed precision is chosen) on")
-    ap.add_argument("--agree-frames", type=int, default=300, help="held-out P6–P10 hand crops for agreement")
+    ap.add_argument("--calib-frames", type=int, default=64, help="of the P6–P10 deployment frames, the ones int8 "
+                    "is calibrated (and mixed precision is chosen) on")
+    ap.add_argument("--agree-frames", type=int, default=300, help="held-out P6–P10 hand crops for agreement (the "
+                    "other P6–P10 crops are the deployment frames)")
+    ap.add_argument("--qat-steps", type=int, default=200, help="fine-tuning steps of int8-uint8-qat (0 skips it)")
+    ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision search (per-layer "
+                    "sensitivity: minutes per architecture)")
     ap.add_argument("--train-epochs", type=int, default=20, help="whole-network training epochs at --train-px "
                     "before the head is trained at --size (0: head only; see trained_member)")
-    ap.add_argument("--train-px", type=int, default=112)
+    ap.add_argument("--train-px", type=int, default=224, help="whole-network training size (224: the deployed "
+                    "size, ~15 min per architecture on one core; the first rounds trained at 112 and re-estimated "
+                    "BatchNorm at --size)")
     ap.add_argument("--min-agreement", type=float, default=0.99, help="auto's and mixed precision's tolerance")
     ap.add_argument("--max-prob-error", type=float, default=0.02, help="mean total-variation distance bound")
     ap.add_argument("--work", type=Path, default=Path("runs/export_latency"), help="trained classifiers and "
@@ -278,7 +293,7 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from socketedge.export import onnx_export, precision
+    from socketedge.export import onnx_export, precision, qat
     from socketedge.export.auto import Measured, choose, prob_errors
     from socketedge.export.parity import session_for
     from socketedge.fuse import fuse
@@ -293,13 +308,19 @@ def main() -> None:
     classes = [f"G{i}" for i in range(1, 11)]
     boxes = args.work / "hand_boxes.json"
     fit, fit_labels = ntu_frames(args.data, {1, 2, 3, 4, 5}, args.fit_frames, seed=0, crop_cache=boxes)
-    calib = fit[:: max(1, len(fit) // args.calib_frames)][: args.calib_frames]
-    held, held_labels = ntu_frames(args.data, {6, 7, 8, 9, 10}, args.agree_frames, seed=1, crop_cache=boxes)
+    target, target_labels = ntu_frames(args.data, {6, 7, 8, 9, 10}, 10 ** 6, seed=1, crop_cache=boxes)
+    split = np.random.default_rng(1).permutation(len(target))
+    held, held_labels = [target[i] for i in split[: args.agree_frames]], target_labels[split[: args.agree_frames]]
+    deploy = [target[i] for i in sorted(split[args.agree_frames:])]
+    if not deploy:
+        ap.error(f"--agree-frames {args.agree_frames} leaves no P6–P10 deployment frames to calibrate on")
+    calib = deploy[:: max(1, len(deploy) // args.calib_frames)][: args.calib_frames]
     x = ntu_frames(args.data, {6, 7, 8, 9, 10}, 1, seed=1)[0][0][None, None]  # a whole 480×640 frame: latency
     cpu = cpu_features()
     console.print(f"CPU {cpu['model']} ({cpu['machine']}; int8-relevant: {', '.join(cpu['int8_features']) or 'none'})"
-                  f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} training / {len(calib)} "
-                  f"calibration hand crops (P1–P5), {len(held)} held-out hand crops (P6–P10) for agreement; "
+                  f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} training hand crops "
+                  f"(P1–P5); of P6–P10, {len(deploy)} deployment crops ({len(calib)} calibrate int8, all fine-tune) "
+                  f"and {len(held)} held-out crops for agreement; "
                   f"latency on a whole {x.shape[3]}×{x.shape[2]} frame")
 
     def session(model, threads):
@@ -333,17 +354,27 @@ def main() -> None:
                 ref_calib = precision.run_probs(g, calib, max(thread_counts))
                 cache = args.work / f"sensitivity-{arch}-{args.size}-{len(calib)}-{hash_recipe(recipe)}.json"
                 ranking = json.loads(cache.read_text()) if cache.is_file() else None
-                progress.update(task, terms=f"{arch}: mixed precision (per-layer sensitivity)")
-                mixed, mixed_info = precision.mixed_int8(
-                    builder, calib, ref_calib, min_agreement=args.min_agreement, max_prob_error=args.max_prob_error,
-                    threads=max(thread_counts), ranking=ranking, progress=progress)
-                if ranking is None:
-                    args.work.mkdir(parents=True, exist_ok=True)
-                    cache.write_text(json.dumps(mixed_info["ranking"]))
-                if mixed is not None:
-                    graphs["int8-uint8-mixed"] = mixed
+                if not args.no_mixed:
+                    progress.update(task, terms=f"{arch}: mixed precision (per-layer sensitivity)")
+                    mixed, mixed_info = precision.mixed_int8(
+                        builder, calib, ref_calib, min_agreement=args.min_agreement,
+                        max_prob_error=args.max_prob_error, threads=max(thread_counts), ranking=ranking,
+                        progress=progress)
+                    if ranking is None:
+                        args.work.mkdir(parents=True, exist_ok=True)
+                        cache.write_text(json.dumps(mixed_info["ranking"]))
+                    if mixed is not None:
+                        graphs["int8-uint8-mixed"] = mixed
             with precision.Int8Builder(g, calib, "uint8", calibration="percentile") as builder:
                 graphs["int8-uint8-percentile"] = builder.build()
+            qat_record = None
+            if args.qat_steps:
+                progress.update(task, terms=f"{arch}: int8 fine-tuning on {len(deploy)} deployment frames")
+                tuned = qat.finetune(fuse(ensemble)[0], deploy, "uint8", steps=args.qat_steps, progress=progress)
+                qat_record = tuned.record
+                tuned_graph = onnx_export.clean(onnx_export.torch_to_onnx(
+                    tuned.model, onnx_export.example_frames(tuned.model, torch.uint16)))
+                graphs["int8-uint8-qat"] = precision.to_int8(tuned_graph, calib, "uint8")
             progress.update(task, terms=f"{arch}: agreement on {len(held)} held-out frames")
             probs = {v: precision.run_probs(m, held, max(thread_counts)) for v, m in graphs.items()}
             ref = probs["fp32"]
@@ -354,7 +385,8 @@ def main() -> None:
                     "classes_predicted": len(set(ref.argmax(1).tolist())), "mixed": mixed_info,
                     "census": {v: kernel_census(m.SerializeToString()) for v, m in graphs.items()},
                     "bn_folded": sum(f.batchnorm_folded for f in folds), "bn_left": sum(f.batchnorm_left for f in folds),
-                    "stem_bn": stem_bn_gains(members[0].model),
+                    "stem_bn": stem_bn_gains(members[0].model), "qat": qat_record,
+                    "noise": noise_stability(g, held, max(thread_counts)),
                     "times": {}, "profile": {}}
             xt = torch.from_numpy(x)
             for threads in thread_counts:
@@ -443,6 +475,16 @@ def main() -> None:
             console.print(f"  stem BatchNorm on depth: {b['dead']} of {b['channels']} channels with running variance "
                           f"< 1e-4 (smallest {b['min_var']:.2g}); |γ|/√(var+ε) median {b['median_gain']:.1f}, "
                           f"largest {b['max_gain']:.1f}")
+        for sigma, (agree, tv) in info.get("noise", {}).items():
+            console.print(f"  fp32 under {sigma} mm Gaussian depth noise: top-1 agreement with itself "
+                          f"{100 * agree:.2f}%, mean TV {tv:.4f}")
+        ft = info.get("qat")
+        if ft:
+            b, a = ft["before"], ft["after"]
+            console.print(f"  int8 fine-tuning: {ft['steps']} steps on {ft['train_frames']} deployment frames, step "
+                          f"{ft['kept_step']} kept; simulated int8 on the {ft['held_aside_frames']} held aside: "
+                          f"agreement {100 * b['agreement']:.1f}% → {100 * a['agreement']:.1f}%, mean TV "
+                          f"{b['mean_tv']:.4f} → {a['mean_tv']:.4f}")
         m = info["mixed"]
         if m is not None:
             steps = "; ".join(f"{s['float_nodes']} float: {100 * s['agreement']:.1f}% / TV {s['mean_tv']:.4f}"
@@ -463,6 +505,22 @@ def main() -> None:
             total = sum(prof.values())
             top = ", ".join(f"{op} {ms:.1f}" for op, ms in list(prof.items())[:6])
             console.print(f"  profile {v} (1 thread, ms/run): total {total:.1f} — {top}")
+
+
+def noise_stability(graph, frames, threads: int, sigmas=(1, 3), seed: int = 0) -> dict[int, tuple[float, float]]:
+    """fp32's top-1 agreement and mean total-variation distance with itself when Gaussian noise of ``sigmas`` mm
+    is added to the valid pixels of the raw depth frames: how far below the sensor's own noise its decisions lie."""
+    from socketedge.export import precision
+
+    rng = np.random.default_rng(seed)
+    ref = precision.run_probs(graph, frames, threads)
+    out = {}
+    for s in sigmas:
+        noisy = [np.where(f > 0, np.clip(f + rng.normal(0, s, f.shape), 1, 65535), 0).round().astype(np.uint16)
+                 for f in frames]
+        p = precision.run_probs(graph, noisy, threads)
+        out[s] = (float((p.argmax(1) == ref.argmax(1)).mean()), float(0.5 * np.abs(p - ref).sum(1).mean()))
+    return out
 
 
 def stem_bn_gains(model) -> dict:
