@@ -328,7 +328,7 @@ def main() -> None:
 
     def fp32_graph(ensemble: Ensemble):
         fused, folds = fuse(ensemble)
-        return onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16))), folds
+        return onnx_export.graph_of(fused), folds
 
     import pickle
 
@@ -372,9 +372,7 @@ def main() -> None:
                 progress.update(task, terms=f"{arch}: int8 fine-tuning on {len(deploy)} deployment frames")
                 tuned = qat.finetune(fuse(ensemble)[0], deploy, "uint8", steps=args.qat_steps, progress=progress)
                 qat_record = tuned.record
-                tuned_graph = onnx_export.clean(onnx_export.torch_to_onnx(
-                    tuned.model, onnx_export.example_frames(tuned.model, torch.uint16)))
-                graphs["int8-uint8-qat"] = precision.to_int8(tuned_graph, calib, "uint8")
+                graphs["int8-uint8-qat"] = precision.to_int8(onnx_export.graph_of(tuned.model), calib, "uint8")
             progress.update(task, terms=f"{arch}: agreement on {len(held)} held-out frames")
             probs = {v: precision.run_probs(m, held, max(thread_counts)) for v, m in graphs.items()}
             ref = probs["fp32"]

@@ -135,14 +135,10 @@ def _build(candidate: Candidate, fp32_graph, frames, reference=None, min_agreeme
     from socketedge.export import onnx_export, precision
 
     if candidate.finetune:
-        import torch
-
         from socketedge.export import qat
 
         tuned = qat.finetune(fused, frames, candidate.int8_activations, steps=FINETUNE_STEPS, progress=progress)
-        raw = torch.uint16 if frames[0].dtype == np.uint16 else torch.uint8
-        graph = onnx_export.clean(onnx_export.torch_to_onnx(tuned.model, onnx_export.example_frames(tuned.model, raw)))
-        return precision.to_int8(graph, frames, candidate.int8_activations), tuned.record
+        return precision.to_int8(onnx_export.graph_of(tuned.model), frames, candidate.int8_activations), tuned.record
     if candidate.precision == "fp32":
         return fp32_graph, None
     if candidate.precision == "fp16":  # a copy: the converter may edit the graph it is given

@@ -83,6 +83,11 @@ def clean(model: onnx.ModelProto) -> onnx.ModelProto:
     return slimmed if slimmed is not None else model
 
 
+def graph_of(fused: FusedModel) -> onnx.ModelProto:
+    """The cleaned ONNX graph of ``fused``, exported with example frames of its raw input dtype."""
+    return clean(torch_to_onnx(fused, example_frames(fused, getattr(torch, fused.preprocess[0].spec.raw_dtype))))
+
+
 def check(model: onnx.ModelProto) -> None:
     """onnx.checker with full_check (runs strict shape inference); raises on an invalid graph (a bug)."""
     if model.ByteSize() >= TWO_GB:

@@ -209,8 +209,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         fused, folds = fuse(ensemble)
         progress.advance(stages)
         stage("torch → ONNX")
-        raw_dtype = getattr(torch, ensemble.members[0].preprocess.spec.raw_dtype)
-        graph = onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, raw_dtype)))
+        graph = onnx_export.graph_of(fused)
         progress.advance(stages)
         stage("choosing precision" if auto else f"{prec.name} graph")
         activations, auto_record, finetune_record = cfg.int8_activations, None, None
@@ -235,8 +234,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
 
             tuned = qat.finetune(fused, frames, activations, steps=cfg.int8_finetune, progress=progress)
             finetune_record = tuned.record
-            graph = precision.to_int8(onnx_export.clean(onnx_export.torch_to_onnx(
-                tuned.model, onnx_export.example_frames(tuned.model, raw_dtype))), frames, activations)
+            graph = precision.to_int8(onnx_export.graph_of(tuned.model), frames, activations)
         elif prec.name == "int8":
             graph = precision.to_int8(graph, frames, activations)
         progress.advance(stages)

@@ -3,10 +3,10 @@
 Post-training quantization rounds every weight and activation of a network once and hopes the errors cancel;
 on the depth classifiers socketedge makes they do not (README, "Precision on CPUs": resnet18 95 %, EfficientNet-
 Lite0 35 % top-1 agreement with fp32 on held-out NTU depth, the error spread over every layer rather than in a
-few). ``finetune`` fixes the weights instead of the graph: a copy of the fused model runs with the same rounding
+few; fine-tuned: 96.7 % and 80 %). ``finetune`` fixes the weights instead of the graph: a copy of the fused model runs with the same rounding
 the exported graph will apply — per-output-channel symmetric weights (7-bit for the uint8 form, 8-bit for the
 TensorRT form), per-tensor activations with MinMax ranges on the calibration frames at the tensors onnxruntime's
-quantizer puts Q/DQ pairs on — and is trained (straight-through rounding, Adam) to reproduce the probabilities of
+quantizer puts Q/DQ pairs on — and is trained (straight-through rounding, SGD) to reproduce the probabilities of
 the untouched fp32 model (the teacher) on the calibration frames, augmented. No label is used: the target is fp32
 itself, which is exactly what the parity check and ``--precision auto`` measure against. Only the float weights
 change; ``precision.Int8Builder`` then calibrates and quantizes the fine-tuned graph as usual, its rounding the
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import copy
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -253,9 +253,10 @@ def _kl(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "uint8", steps: int = 200,
              lr: float = 1e-4, batch: int = 16, mix: float = 0.5, check_every: int = 20, holdout: float = 0.25,
-             seed: int = 0, progress=None) -> QATResult:
+             reduce_range: bool | None = None, seed: int = 0, progress=None) -> QATResult:
     """Quantization-aware fine-tuning of ``fused`` (not modified) on ``frames`` (raw calibration frames) for the
-    int8 form ``activations``; see the module docstring.
+    int8 form ``activations`` (``reduce_range``: its weight range as given to ``precision.Int8Builder``, None for the
+    form's own); see the module docstring.
 
     The frames are split: ``holdout`` of them (every k-th) are never trained on and judge the run — every
     ``check_every`` steps the activation ranges are re-measured (MinMax on the training frames, as the export
@@ -272,6 +273,8 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
     if len(frames) < 2:
         raise ValueError("quantization-aware fine-tuning needs at least 2 calibration frames")
     form = FORMS[activations]
+    if reduce_range is not None:  # the weight range Int8Builder is given: 7-bit [-64, 64] or 8-bit [-127, 127]
+        form = replace(form, weight_max=64 if reduce_range else 127)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     every = max(2, int(round(1 / holdout))) if holdout > 0 else 0
@@ -341,7 +344,7 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
         s.load_state_dict(state)
     tuned = copy.deepcopy(fused)
     tuned.branches = nn.ModuleList([strip(s) for s in students])
-    record = {"activations": activations, "steps": steps, "lr": lr, "batch": batch, "mix": mix,
+    record = {"activations": activations, "weight_max": form.weight_max, "steps": steps, "lr": lr, "batch": batch, "mix": mix,
               "train_frames": len(train_idx), "held_aside_frames": len(val_idx),
               "quantized_tensors": len(acts), "quantized_weights": len(weights),
               "before": before, "after": best, "kept_step": best_step, "history": history}

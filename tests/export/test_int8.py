@@ -98,7 +98,7 @@ def _fp32_graph(bundle):
     from socketedge.export import onnx_export
 
     fused, _ = fuse(load_bundle(bundle)[0])
-    return onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16)))
+    return onnx_export.graph_of(fused)
 
 
 def test_mixed_precision_keeps_the_most_sensitive_layers_float(trained_bundle):

@@ -19,7 +19,7 @@ from test_int8 import calibration_frames
 
 
 def _graph(fused) -> onnx.ModelProto:
-    return onnx_export.clean(onnx_export.torch_to_onnx(fused, onnx_export.example_frames(fused, torch.uint16)))
+    return onnx_export.graph_of(fused)
 
 
 @pytest.fixture(scope="module")
@@ -54,12 +54,12 @@ def test_instrument_then_strip_gives_back_the_float_network(tiny, form):
         assert torch.equal(back(x), branch(x))
 
 
-@pytest.mark.parametrize("form", ["uint8", "int8"])
-def test_weight_rounding_is_the_exported_graphs(tiny, form):
+@pytest.mark.parametrize("form,reduce_range", [("uint8", None), ("int8", None), ("uint8", False)])
+def test_weight_rounding_is_the_exported_graphs(tiny, form, reduce_range):
     """Every weight the int8 graph dequantizes is exactly the simulation's rounding of the fused weight."""
     fused, _ = tiny
     frames = [np.random.default_rng(i).integers(300, 4000, (40, 40), dtype=np.uint16) for i in range(4)]
-    graph = precision.to_int8(_graph(fused), frames, form)
+    graph = precision.to_int8(_graph(fused), frames, form, reduce_range=reduce_range)
     init = {t.name: numpy_helper.to_array(t) for t in graph.graph.initializer}
     dequantized = []
     for node in graph.graph.node:
@@ -67,7 +67,8 @@ def test_weight_rounding_is_the_exported_graphs(tiny, form):
                 and init[node.input[1]].ndim == 1 and init[node.input[0]].ndim >= 2:
             q, scale = init[node.input[0]].astype(np.float32), init[node.input[1]]
             dequantized.append(q * scale.reshape(-1, *[1] * (q.ndim - 1)))
-    fq = qat.WeightFakeQuant(qat.FORMS[form].weight_max)
+    weight_max = qat.FORMS[form].weight_max if reduce_range is None else (64 if reduce_range else 127)
+    fq = qat.WeightFakeQuant(weight_max)
     layers = [m for m in fused.branches[0].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     assert len(dequantized) == len(layers)
     for m in layers:
@@ -102,6 +103,8 @@ def test_finetune_keeps_the_original_weights_when_nothing_beats_them(tiny):
     assert result.record["kept_step"] == 0
     for k, v in fused.branches[0].state_dict().items():
         assert torch.equal(result.model.branches[0].state_dict()[k], v)
+    assert result.record["weight_max"] == 64
+    assert qat.finetune(fused, frames, "uint8", steps=1, reduce_range=False).record["weight_max"] == 127
     with pytest.raises(ValueError, match="activations"):
         qat.finetune(fused, frames, "int4")
 
