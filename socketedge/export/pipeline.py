@@ -199,6 +199,10 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         data = "synthetic (no --calib and no target folder recorded in the model)"
         notes.append(f"parity measured on {data}; pass --calib DIR to check on real frames")
 
+    if cfg.int8_finetune and len(frames) < 4:
+        raise ConfigError(f"--int8-finetune trains on three quarters of the calibration frames and judges on the "
+                          f"rest: {len(frames)} frame(s) from {calib} is too few (pass --calib-frames ≥ 4; 64+ is "
+                          "better)")
     with make_progress(transient=True) as progress:
         stages = progress.add_task("export", total=5, terms="")
 

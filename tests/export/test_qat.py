@@ -123,3 +123,6 @@ def test_export_int8_finetune(trained_bundle, tmp_path, cli):
     refused = cli("export", trained_bundle, "--out", tmp_path / "fp16.onnx", "--precision", "fp16",
                   "--int8-finetune", "5")
     assert refused.exit_code == 1 and "--int8-finetune" in refused.stderr and "--precision int8" in refused.stderr
+    few = cli("export", trained_bundle, "--out", tmp_path / "few.onnx", "--precision", "int8", "--int8-finetune", "5",
+              "--calib-frames", "2")
+    assert few.exit_code == 1 and "too few" in few.stderr and "Traceback" not in few.stderr
