@@ -129,23 +129,26 @@ class AutoChoice:
 
 
 def _build(candidate: Candidate, fp32_graph, frames, reference=None, min_agreement=0.99,
-           max_prob_error=MAX_PROB_ERROR, fused=None, progress=None):
+           max_prob_error=MAX_PROB_ERROR, fused=None, progress=None, reduce_range=None):
     """The candidate's graph, and for a mixed one the record of its search (graph None when no mix qualifies),
-    for a fine-tuned one the fine-tuning's record."""
+    for a fine-tuned one the fine-tuning's record. ``reduce_range``: the uint8 forms' weight range (None: 7-bit)."""
     from socketedge.export import onnx_export, precision
 
+    rr = reduce_range if candidate.int8_activations == "uint8" else None
     if candidate.finetune:
         from socketedge.export import qat
 
-        tuned = qat.finetune(fused, frames, candidate.int8_activations, steps=FINETUNE_STEPS, progress=progress)
-        return precision.to_int8(onnx_export.graph_of(tuned.model), frames, candidate.int8_activations), tuned.record
+        tuned = qat.finetune(fused, frames, candidate.int8_activations, steps=FINETUNE_STEPS, reduce_range=rr,
+                             progress=progress)
+        graph = onnx_export.graph_of(tuned.model)
+        return precision.to_int8(graph, frames, candidate.int8_activations, reduce_range=rr), tuned.record
     if candidate.precision == "fp32":
         return fp32_graph, None
     if candidate.precision == "fp16":  # a copy: the converter may edit the graph it is given
         return precision.to_fp16(type(fp32_graph).FromString(fp32_graph.SerializeToString())), None
     if not candidate.mixed:
-        return precision.to_int8(fp32_graph, frames, candidate.int8_activations), None
-    with precision.Int8Builder(fp32_graph, frames, candidate.int8_activations) as builder:
+        return precision.to_int8(fp32_graph, frames, candidate.int8_activations, reduce_range=rr), None
+    with precision.Int8Builder(fp32_graph, frames, candidate.int8_activations, reduce_range=rr) as builder:
         return precision.mixed_int8(builder, frames, reference, min_agreement=min_agreement,
                                     max_prob_error=max_prob_error)
 
@@ -165,7 +168,7 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
     import onnx
 
     from socketedge.errors import DeviceError, MissingExtraError, ModelError
-    from socketedge.export import onnx_export
+    from socketedge.export import onnx_export, precision
     from socketedge.export.frames import batches_of
     from socketedge.runtime.backends import open_backend
     from socketedge.runtime.bench import time_interleaved
@@ -184,6 +187,11 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
             progress.advance(task, n)
 
     reference = _batch1_reference(fused, frames)
+    cpu = cpu_features()
+    # auto measures on the machine the graph will run on, so the uint8 forms get full 8-bit weights where its CPU
+    # multiplies u8×s8 without saturating (precision.reduce_range_for): 7-bit weights cost accuracy for nothing there
+    reduce_range = precision.reduce_range_for(cpu)
+    weight_bits = 7 if reduce_range else 8
     x = batches_of(frames, 1)
     timing_frame = batches_of(frames, 2)[0][:1]  # batch 1 at the most common frame size
     measured: list[Measured] = []
@@ -204,7 +212,7 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                      + (f" ({FINETUNE_STEPS} fine-tuning steps)" if c.finetune else ""))
                 try:
                     graph, search = _build(c, fp32_graph, frames, reference, min_agreement, max_prob_error, fused,
-                                           progress)
+                                           progress, reduce_range)
                     if c.mixed and graph is None:
                         m.skipped = (f"rejected: no mix with ≤ half of the {search['compute_nodes']} compute layers "
                                      "float32 reaches the tolerance on the calibration frames")
@@ -227,6 +235,8 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                 candidate_card.precision = c.precision
                 if c.int8_activations:
                     candidate_card.extra["int8_activations"] = c.int8_activations
+                if c.int8_activations == "uint8":
+                    candidate_card.extra["int8_weight_bits"] = weight_bits
                 if m.float_nodes:
                     candidate_card.extra["int8_float_nodes"] = m.float_nodes
                 if m.finetune:
@@ -267,7 +277,7 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
               "max_prob_error": max_prob_error, "reference_classes": classes, "margin": MARGIN,
               "backend": backend, "backend_detail": described, "threads": used_threads,
               "frame": list(timing_frame.shape[-2:]), "batch": 1, "warmup": warmup, "iters": iters,
-              "agreement_frames": len(frames), "cpu": cpu_features(),
+              "agreement_frames": len(frames), "cpu": cpu, "uint8_weight_bits": weight_bits,
               "candidates": [m.to_dict() for m in measured]}
     candidate = next(c for c in candidates if c.name == chosen.name)
     return AutoChoice(graphs[chosen.name], candidate, record)

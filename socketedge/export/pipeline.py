@@ -254,7 +254,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     card.extra.update({
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
         "calibration": data, "format": fmt.name,
-        **({"int8_activations": activations} if prec.name == "int8" else {}),
+        **({"int8_activations": activations, "int8_weight_bits": _weight_bits(activations, auto_record)}
+           if prec.name == "int8" else {}),
         **({"precision_auto": auto_record} if auto_record else {}),
         **({"int8_finetune": finetune_record} if finetune_record else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,
@@ -281,6 +282,14 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                                    cfg.timing_cache)
         result.engine_path = cfg.out
     return result
+
+
+def _weight_bits(activations: str, auto_record: dict | None) -> int:
+    """The int8 graph's weight range: 8-bit in the TensorRT form, 7-bit (reduce_range) in the uint8 form unless
+    --precision auto found a CPU whose u8×s8 products do not saturate (precision.reduce_range_for)."""
+    if activations != "uint8":
+        return 8
+    return auto_record.get("uint8_weight_bits", 7) if auto_record else 7
 
 
 def _common_size(frames) -> tuple[int, int]:

@@ -183,6 +183,19 @@ def stem_nodes(model: onnx.ModelProto, float_region: set[str] | None = None) -> 
             and (n.input[0] in inputs or producer.get(n.input[0]) in region)]
 
 
+#: CPU features (runtime.ort_profile.cpu_features) whose u8×s8 dot products do not saturate: x86 VNNI / AMX and
+#: ARM's dot-product instructions. Without them (AVX2 / AVX-512 without VNNI) 16-bit pair sums saturate on
+#: full-range weights, which is why the uint8 form defaults to 7-bit weights.
+DOT_PRODUCT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def reduce_range_for(cpu: dict) -> bool:
+    """Whether the uint8 form's weights should stay 7-bit on ``cpu`` (``cpu_features()``): yes unless it has a
+    non-saturating dot product. For a graph that runs where it is built (``--precision auto``); an export made
+    elsewhere keeps the portable 7-bit default."""
+    return not any(f in DOT_PRODUCT_FEATURES for f in cpu.get("int8_features", ()))
+
+
 INT8_ACTIVATIONS = ("int8", "uint8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")
 #: the entropy (KL) calibrator's histogram: onnxruntime's quantize_static builds it with 128 bins, as many as the

@@ -194,3 +194,30 @@ def _no_leftover_corruption():
     yield
     CORRUPT.clear()
     FLATTEN.clear()
+
+
+def test_reduce_range_follows_the_cpus_dot_product():
+    from socketedge.export.precision import reduce_range_for
+
+    assert reduce_range_for({"int8_features": ["avx2"]}) and reduce_range_for({"int8_features": ["avx2", "avx512f"]})
+    assert reduce_range_for({})
+    for dot in ("avx512_vnni", "avx_vnni", "asimddp"):
+        assert not reduce_range_for({"int8_features": ["avx2", dot]})
+
+
+@pytest.mark.parametrize("features,bits", [(["avx2"], 7), (["avx2", "avx512f", "avx512_vnni"], 8)])
+def test_auto_gives_the_uint8_form_full_weights_where_the_cpu_does_not_saturate(trained_bundle, tmp_path,
+                                                                                 monkeypatch, features, bits):
+    import socketedge.runtime.ort_profile as ort_profile
+
+    monkeypatch.setattr(ort_profile, "cpu_features", lambda: {"model": "test", "machine": "x86_64",
+                                                               "int8_features": features})
+    result = _auto(trained_bundle, tmp_path / "auto.onnx")
+    record = result.card.extra["precision_auto"]
+    assert record["chosen"] == "int8-uint8" and record["uint8_weight_bits"] == bits
+    assert result.card.extra["int8_weight_bits"] == bits
+    model = onnx.load(str(result.onnx_path))
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+               if numpy_helper.to_array(t).dtype == np.int8 and t.dims and len(t.dims) >= 2]
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    assert largest == (64 if bits == 7 else 127)
