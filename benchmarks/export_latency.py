@@ -319,7 +319,8 @@ def main() -> None:
     cpu = cpu_features()
     console.print(f"CPU {cpu['model']} ({cpu['machine']}; int8-relevant: {', '.join(cpu['int8_features']) or 'none'})"
                   f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} training hand crops "
-                  f"(P1–P5); of P6–P10, {len(deploy)} deployment crops ({len(calib)} calibrate int8, all fine-tune) "
+                  f"(P1–P5); of P6–P10, {len(deploy)} deployment crops ({len(calib)} calibrate int8, all "
+                  "fine-tune) "
                   f"and {len(held)} held-out crops for agreement; "
                   f"latency on a whole {x.shape[3]}×{x.shape[2]} frame")
 

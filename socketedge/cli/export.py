@@ -90,8 +90,8 @@ def register(app: typer.Typer) -> None:
             ft = card.extra["int8_finetune"]
             b, a = ft["before"], ft["after"]
             console.print(f"int8 fine-tuning: {ft['steps']} steps on {ft['train_frames']} frames, weights of step "
-                          f"{ft['kept_step']} kept; simulated int8 vs fp32 on the {ft['held_aside_frames']} frames held "
-                          f"aside: top-1 agreement {100 * b['agreement']:.1f}% → {100 * a['agreement']:.1f}%, mean "
+                          f"{ft['kept_step']} kept; simulated int8 vs fp32 on the {ft['held_aside_frames']} frames "
+                          f"held aside: top-1 agreement {100 * b['agreement']:.1f}% → {100 * a['agreement']:.1f}%, mean "
                           f"probability error (TV) {b['mean_tv']:.4f} → {a['mean_tv']:.4f}")
         if card.parity:
             console.print(table(card.parity))

@@ -3,12 +3,13 @@
 Post-training quantization rounds every weight and activation of a network once and hopes the errors cancel;
 on the depth classifiers socketedge makes they do not (README, "Precision on CPUs": resnet18 95 %, EfficientNet-
 Lite0 35 % top-1 agreement with fp32 on held-out NTU depth, the error spread over every layer rather than in a
-few; fine-tuned: 96.7 % and 80 %). ``finetune`` fixes the weights instead of the graph: a copy of the fused model runs with the same rounding
-the exported graph will apply — per-output-channel symmetric weights (7-bit for the uint8 form, 8-bit for the
-TensorRT form), per-tensor activations with MinMax ranges on the calibration frames at the tensors onnxruntime's
-quantizer puts Q/DQ pairs on — and is trained (straight-through rounding, SGD) to reproduce the probabilities of
-the untouched fp32 model (the teacher) on the calibration frames, augmented. No label is used: the target is fp32
-itself, which is exactly what the parity check and ``--precision auto`` measure against. Only the float weights
+few; fine-tuned: 96.7 % and 80 %). ``finetune`` fixes the weights instead of the graph: a copy of the fused model
+runs with the same rounding the exported graph will apply — per-output-channel symmetric weights (7-bit for the
+uint8 form, 8-bit for the TensorRT form), per-tensor activations with MinMax ranges on the calibration frames at
+the tensors onnxruntime's quantizer puts Q/DQ pairs on — and is trained (straight-through rounding, SGD) to
+reproduce the probabilities of the untouched fp32 model (the teacher) on the calibration frames, augmented. No
+label is used: the target is fp32 itself, which is exactly what the parity check and ``--precision auto`` measure
+against. Only the float weights
 change; ``precision.Int8Builder`` then calibrates and quantizes the fine-tuned graph as usual, its rounding the
 one trained with (same formulas: ``onnxruntime.quantization.quant_utils``), so the int8 graph stays a plain Q/DQ
 graph for onnxruntime and TensorRT alike.
@@ -344,7 +345,8 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
         s.load_state_dict(state)
     tuned = copy.deepcopy(fused)
     tuned.branches = nn.ModuleList([strip(s) for s in students])
-    record = {"activations": activations, "weight_max": form.weight_max, "steps": steps, "lr": lr, "batch": batch, "mix": mix,
+    record = {"activations": activations, "weight_max": form.weight_max, "steps": steps, "lr": lr, "batch": batch,
+              "mix": mix,
               "train_frames": len(train_idx), "held_aside_frames": len(val_idx),
               "quantized_tensors": len(acts), "quantized_weights": len(weights),
               "before": before, "after": best, "kept_step": best_step, "history": history}
