@@ -273,6 +273,12 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
         raise ValueError(f"activations must be one of {tuple(FORMS)}, got {activations!r}")
     if len(frames) < 2:
         raise ValueError("quantization-aware fine-tuning needs at least 2 calibration frames")
+    untraced = [i for i, b in enumerate(fused.branches) if not isinstance(b, torch.fx.GraphModule)]
+    if untraced:  # fuse.fold_batchnorm leaves a network torch.fx cannot trace as it is (its card's fuse notes say so)
+        from socketedge.errors import ModelError
+
+        raise ModelError(f"source {untraced[0]} could not be traced by torch.fx when fused, so int8 fine-tuning "
+                         "cannot find its quantization points; export without --int8-finetune")
     form = FORMS[activations]
     if reduce_range is not None:  # the weight range Int8Builder is given: 7-bit [-64, 64] or 8-bit [-127, 127]
         form = replace(form, weight_max=64 if reduce_range else 127)

@@ -3,6 +3,8 @@ the fine-tuning brings the real int8 graph closer to fp32."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import pytest
@@ -126,3 +128,14 @@ def test_export_int8_finetune(trained_bundle, tmp_path, cli):
     few = cli("export", trained_bundle, "--out", tmp_path / "few.onnx", "--precision", "int8", "--int8-finetune", "5",
               "--calib-frames", "2")
     assert few.exit_code == 1 and "too few" in few.stderr and "Traceback" not in few.stderr
+
+
+def test_finetune_refuses_a_network_fx_could_not_trace(tiny):
+    from socketedge.errors import ModelError
+
+    fused, _ = tiny
+    plain = copy.deepcopy(fused)
+    plain.branches = torch.nn.ModuleList([torch.nn.Sequential(*fused.branches[0].children())])
+    frames = [np.random.default_rng(i).integers(300, 4000, (40, 40), dtype=np.uint16) for i in range(4)]
+    with pytest.raises(ModelError, match="torch.fx"):
+        qat.finetune(plain, frames, "uint8", steps=1)
