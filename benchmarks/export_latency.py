@@ -329,7 +329,7 @@ def main() -> None:
 
     def fp32_graph(ensemble: Ensemble):
         fused, folds = fuse(ensemble)
-        return onnx_export.graph_of(fused), folds
+        return onnx_export.graph_of(fused), folds, fused
 
     import pickle
 
@@ -344,7 +344,7 @@ def main() -> None:
                                    args.train_epochs, progress, seed=k) for k in range(args.sources)]
             members, recipe = [m for m, _ in made], made[0][1]
             ensemble = Ensemble(members).eval()
-            g, folds = fp32_graph(ensemble)
+            g, folds, fused_model = fp32_graph(ensemble)
             progress.update(task, terms=f"{arch}: quantizing")
             graphs = {"fp32": g, "fp16": precision.to_fp16(type(g).FromString(g.SerializeToString())),
                       "int8": precision.to_int8(g, calib)}
@@ -371,7 +371,7 @@ def main() -> None:
             qat_record = None
             if args.qat_steps:
                 progress.update(task, terms=f"{arch}: int8 fine-tuning on {len(deploy)} deployment frames")
-                tuned = qat.finetune(fuse(ensemble)[0], deploy, "uint8", steps=args.qat_steps, progress=progress)
+                tuned = qat.finetune(fused_model, deploy, "uint8", steps=args.qat_steps, progress=progress)
                 qat_record = tuned.record
                 graphs["int8-uint8-qat"] = precision.to_int8(onnx_export.graph_of(tuned.model), calib, "uint8")
             progress.update(task, terms=f"{arch}: agreement on {len(held)} held-out frames")
@@ -517,8 +517,8 @@ def noise_stability(graph, frames, threads: int, sigmas=(1, 3), seed: int = 0) -
     for s in sigmas:
         noisy = [np.where(f > 0, np.clip(f + rng.normal(0, s, f.shape), 1, 65535), 0).round().astype(np.uint16)
                  for f in frames]
-        p = precision.run_probs(graph, noisy, threads)
-        out[s] = (float((p.argmax(1) == ref.argmax(1)).mean()), float(0.5 * np.abs(p - ref).sum(1).mean()))
+        errors = precision.prob_errors(precision.run_probs(graph, noisy, threads), ref)
+        out[s] = (errors["agreement"], errors["mean_tv"])
     return out
 
 
