@@ -9,10 +9,9 @@ uint8 form, 8-bit for the TensorRT form), per-tensor activations with MinMax ran
 the tensors onnxruntime's quantizer puts Q/DQ pairs on — and is trained (straight-through rounding, SGD) to
 reproduce the probabilities of the untouched fp32 model (the teacher) on the calibration frames, augmented. No
 label is used: the target is fp32 itself, which is exactly what the parity check and ``--precision auto`` measure
-against. Only the float weights
-change; ``precision.Int8Builder`` then calibrates and quantizes the fine-tuned graph as usual, its rounding the
-one trained with (same formulas: ``onnxruntime.quantization.quant_utils``), so the int8 graph stays a plain Q/DQ
-graph for onnxruntime and TensorRT alike.
+against. Only the float weights change; ``precision.Int8Builder`` then calibrates and quantizes the fine-tuned
+graph as usual, its rounding the one trained with (same formulas: ``onnxruntime.quantization.quant_utils``), so
+the int8 graph stays a plain Q/DQ graph for onnxruntime and TensorRT alike.
 
 What is simulated, per form (export/precision.py builds the real graphs):
 
@@ -39,6 +38,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from socketedge.export.frames import as_batch
+from socketedge.export.precision import prob_errors
 from socketedge.fuse import FusedModel
 
 _WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -204,27 +205,31 @@ def _inputs(fused: FusedModel, frames: list[np.ndarray]) -> list[torch.Tensor]:
     out = []
     with torch.no_grad():
         for pre in fused.preprocess:
-            out.append(torch.cat([pre(torch.from_numpy(np.ascontiguousarray(f)[None, None] if f.ndim == 2 else
-                                                       np.ascontiguousarray(f.transpose(2, 0, 1))[None]))
-                                  for f in frames]))
+            out.append(torch.cat([pre(torch.from_numpy(as_batch([f]))) for f in frames]))
     return out
 
 
-def _augment(x: torch.Tensor, gen: torch.Generator, mix: float) -> torch.Tensor:
+def _augment(xs: list[torch.Tensor], rng: np.random.Generator, mix: float) -> list[torch.Tensor]:
     """Flips, shifts of up to 1/8 of the side and, for a share ``mix`` of the batch, a blend of two frames: inputs
-    near and between the calibration frames, where the teacher's decisions must be kept."""
-    n, _, h, w = x.shape
-    flip = torch.rand(n, generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    out = torch.empty_like(x)
-    for i in range(n):
-        dy, dx = (int(v) for v in torch.randint(-(h // 8), h // 8 + 1, (2,), generator=gen))
-        out[i] = torch.roll(x[i], shifts=(dy, dx), dims=(1, 2))
+    near and between the calibration frames, where the teacher's decisions must be kept. ``xs``: one batch of the
+    same frames per preprocessing, all transformed alike (every branch of the ensemble sees the same frame, as in
+    deployment)."""
+    n, _, h0, w0 = xs[0].shape
+    flip = rng.random(n) < 0.5
+    # pixels of the first input, scaled to each input's size: the preprocessings may differ in size
+    shift = rng.integers(-(min(h0, w0) // 8), min(h0, w0) // 8 + 1, (n, 2)) / np.array([h0, w0])
     k = int(round(mix * n))
-    if k:
-        lam = torch.distributions.Beta(0.4, 0.4).sample((k,)).view(k, 1, 1, 1)
-        other = out[torch.randperm(n, generator=gen)[:k]]
-        out[:k] = lam * out[:k] + (1 - lam) * other
+    lam = torch.from_numpy(rng.beta(0.4, 0.4, k).astype(np.float32)).view(k, 1, 1, 1)
+    other = torch.from_numpy(rng.permutation(n)[:k])
+    out = []
+    for x in xs:
+        h, w = x.shape[2:]
+        y = torch.stack([torch.roll(x[i].flip(2) if flip[i] else x[i],
+                                    shifts=(round(shift[i, 0] * h), round(shift[i, 1] * w)), dims=(1, 2))
+                         for i in range(n)])
+        if k:
+            y[:k] = lam * y[:k] + (1 - lam) * y[other]
+        out.append(y)
     return out
 
 
@@ -282,11 +287,10 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
     form = FORMS[activations]
     if reduce_range is not None:  # the weight range Int8Builder is given: 7-bit [-64, 64] or 8-bit [-127, 127]
         form = replace(form, weight_max=64 if reduce_range else 127)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
     every = max(2, int(round(1 / holdout))) if holdout > 0 else 0
     val_idx = list(range(0, len(frames), every)) if every else []
-    train_idx = [i for i in range(len(frames)) if i not in set(val_idx)] or list(range(len(frames)))
+    train_idx = [i for i in range(len(frames)) if i not in val_idx] or list(range(len(frames)))
     val_idx = val_idx or train_idx
     inputs = _inputs(fused, frames)
     train = [x[train_idx] for x in inputs]
@@ -309,8 +313,8 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
         _observe(students, acts, train, bp, batch)
         with torch.no_grad():
             pred = _mixed_log_probs([s(val[i]) for s, i in zip(students, bp)], fused.zeta)
-        return {"agreement": float((pred.argmax(1) == val_target.argmax(1)).float().mean()),
-                "mean_tv": float(0.5 * (pred.exp() - val_target.exp()).abs().sum(1).mean()),
+        errors = prob_errors(pred.exp().numpy(), val_target.exp().numpy())
+        return {"agreement": errors["agreement"], "mean_tv": errors["mean_tv"],
                 "kl": float(_kl(pred, val_target).mean())}
 
     def snapshot() -> list[dict]:
@@ -326,8 +330,8 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
     task = progress.add_task("int8 fine-tuning", total=steps, terms="") if progress is not None else None
     losses = []
     for step in range(1, steps + 1):
-        idx = torch.randint(0, n, (min(batch, n),), generator=gen)
-        xs = [_augment(x[idx], gen, mix) for x in train]
+        idx = torch.from_numpy(rng.integers(0, n, min(batch, n)))
+        xs = _augment([x[idx] for x in train], rng, mix)
         with torch.no_grad():
             target = _mixed_log_probs([t(xs[i]) for t, i in zip(teachers, bp)], fused.zeta)
         pred = _mixed_log_probs([s(xs[i]) for s, i in zip(students, bp)], fused.zeta)

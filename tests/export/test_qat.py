@@ -139,3 +139,14 @@ def test_finetune_refuses_a_network_fx_could_not_trace(tiny):
     frames = [np.random.default_rng(i).integers(300, 4000, (40, 40), dtype=np.uint16) for i in range(4)]
     with pytest.raises(ModelError, match="torch.fx"):
         qat.finetune(plain, frames, "uint8", steps=1)
+
+
+def test_every_preprocessing_sees_the_same_augmented_frames():
+    """Branches of an ensemble that preprocess differently must still be taught on one and the same frame."""
+    x = torch.randn(6, 3, 16, 16)
+    big = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    a, b = qat._augment([x, x.clone()], np.random.default_rng(0), mix=0.5)
+    assert torch.equal(a, b) and not torch.equal(a, x)
+    small, large = qat._augment([x, big], np.random.default_rng(1), mix=0.0)
+    # the same flips and the same shifts as fractions of the side: the large one is the small one upsampled
+    assert torch.equal(torch.nn.functional.interpolate(small, scale_factor=2, mode="nearest"), large)
