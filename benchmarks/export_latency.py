@@ -7,18 +7,22 @@ Per architecture (one source at --size px, fused with its depth preprocessing as
 - fp16:                  onnxruntime's float16 conversion (export/precision.to_fp16): how well-conditioned the
                          classifier is — a graph whose top-1 moves under 10-bit mantissas cannot survive 8 bits
 - int8:                  QDQ, symmetric int8 activations — TensorRT's form, the `--precision int8` default
-- int8-uint8:            QDQ, asymmetric uint8 activations, whole network body, 7-bit weights — onnxruntime's
-                         form (`--int8-activations uint8`), MinMax ranges
+- int8-uint8:            QDQ, asymmetric uint8 activations, the network body up to the pooling, the linear head
+                         float32 (precision.Int8Builder's float_head, the default) — onnxruntime's form
+                         (`--int8-activations uint8`), MinMax ranges; weights 7- or 8-bit (--weight-bits: by
+                         default what `--precision auto` picks on this CPU, precision.reduce_range_for)
+- int8-uint8-head-int8:  int8-uint8 with the linear head quantized too (the earlier rounds' graph)
 - int8-uint8-mixed:      the same with its most sensitive convolutions kept float32 (per-layer sensitivity on
                          the calibration frames, as few as reach --min-agreement / --max-prob-error there:
                          precision.mixed_int8, what `--precision auto` tries); absent when no mix of at most half
                          the layers does
 - int8-uint8-stem-float: int8-uint8 with each source's stem convolution (the one reading the preprocessed depth)
-                         kept float32 (precision.stem_nodes): is the 8-bit input step (~2 cm over 0.3–5 m) the
-                         error?
+                         kept float32 too (precision.stem_nodes; `--int8-float-stem`): the depth enters at full
+                         precision, not in 8-bit steps (~2 cm over 0.3–5 m)
 - int8-uint8-percentile: int8-uint8 with onnxruntime's Percentile (99.999) calibration instead of MinMax
-- int8-uint8-qat:        int8-uint8 of the model first fine-tuned through the int8 rounding to reproduce fp32
-                         (export/qat.py, `socketedge export --int8-finetune`, --qat-steps) on the deployment frames
+- int8-uint8-qat:        int8-uint8-stem-float of the model first fine-tuned through the int8 rounding to reproduce
+                         fp32 (export/qat.py, `socketedge export --int8-finetune`, --qat-steps) on the deployment
+                         frames — `--precision auto`'s int8-uint8-qat candidate
 - PyTorch eager fp32, for reference; with --sources N > 1 also N separate onnxruntime sessions mixed in numpy
 
 The classifiers really classify NTU depth (``trained_member``): whole frames leave a single-frame gesture
@@ -121,14 +125,15 @@ def logit_error(probs: np.ndarray, ref: np.ndarray) -> float:
 
 def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[str, tuple[float, float]]:
     """The uint8 form with full 8-bit weights run by the int8 kernels and simulated in float (graph optimizations
-    off: every Q/DQ computed in float32, no kernel saturates), next to the 7-bit (reduce_range) form that is
-    exported: what the u8×s8 kernels of a CPU without VNNI cost in accuracy, apart from quantization itself."""
+    off: every Q/DQ computed in float32, no kernel saturates), next to the 7-bit (reduce_range) form: what the
+    u8×s8 kernels of a CPU without VNNI cost in accuracy, apart from quantization itself."""
     import onnxruntime as ort
 
     from socketedge.export import precision
     from socketedge.export.parity import session_for
 
     eight_bit = precision.to_int8(fused_graphs["fp32"], calib, "uint8", reduce_range=False)
+    seven_bit = precision.to_int8(fused_graphs["fp32"], calib, "uint8", reduce_range=True)
 
     def run(model, optimize: bool) -> np.ndarray:
         level = {} if optimize else {"graph_optimization_level": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
@@ -139,7 +144,7 @@ def saturation_check(fused_graphs: dict, frames, calib, threads: int) -> dict[st
     out = {}
     for name, model, optimize in (("uint8, 8-bit weights, int8 kernels", eight_bit, True),
                                   ("uint8, 8-bit weights, simulated in float", eight_bit, False),
-                                  ("uint8, 7-bit weights (exported), int8 kernels", fused_graphs["int8-uint8"], True)):
+                                  ("uint8, 7-bit weights, int8 kernels", seven_bit, True)):
         p = run(model, optimize)
         out[name] = (float((p.argmax(1) == ref.argmax(1)).mean()), logit_error(p, ref))
     return out
@@ -264,6 +269,8 @@ def main() -> None:
     ap.add_argument("--agree-frames", type=int, default=300, help="held-out P6–P10 hand crops for agreement (the "
                     "other P6–P10 crops are the deployment frames)")
     ap.add_argument("--qat-steps", type=int, default=200, help="fine-tuning steps of int8-uint8-qat (0 skips it)")
+    ap.add_argument("--weight-bits", choices=("auto", "7", "8"), default="auto", help="the uint8 variants' weight "
+                    "range: auto as --precision auto on this CPU (8-bit where u8×s8 does not saturate), 7 or 8")
     ap.add_argument("--no-mixed", action="store_true", help="skip the mixed-precision search (per-layer "
                     "sensitivity: minutes per architecture)")
     ap.add_argument("--train-epochs", type=int, default=20, help="whole-network training epochs at --train-px "
@@ -317,10 +324,11 @@ def main() -> None:
     calib = deploy[:: max(1, len(deploy) // args.calib_frames)][: args.calib_frames]
     x = ntu_frames(args.data, {6, 7, 8, 9, 10}, 1, seed=1)[0][0][None, None]  # a whole 480×640 frame: latency
     cpu = cpu_features()
+    rr = precision.reduce_range_for(cpu) if args.weight_bits == "auto" else args.weight_bits == "7"
     console.print(f"CPU {cpu['model']} ({cpu['machine']}; int8-relevant: {', '.join(cpu['int8_features']) or 'none'})"
                   f", onnxruntime {ort.__version__}, torch {torch.__version__}; {len(fit)} training hand crops "
-                  f"(P1–P5); of P6–P10, {len(deploy)} deployment crops ({len(calib)} calibrate int8, all "
-                  "fine-tune) "
+                  f"(P1–P5); uint8 variants with {7 if rr else 8}-bit weights; of P6–P10, {len(deploy)} "
+                  f"deployment crops ({len(calib)} calibrate int8, all fine-tune) "
                   f"and {len(held)} held-out crops for agreement; "
                   f"latency on a whole {x.shape[3]}×{x.shape[2]} frame")
 
@@ -349,7 +357,8 @@ def main() -> None:
             graphs = {"fp32": g, "fp16": precision.to_fp16(type(g).FromString(g.SerializeToString())),
                       "int8": precision.to_int8(g, calib)}
             mixed_info = None
-            with precision.Int8Builder(g, calib, "uint8") as builder:
+            graphs["int8-uint8-head-int8"] = precision.to_int8(g, calib, "uint8", reduce_range=rr, float_head=False)
+            with precision.Int8Builder(g, calib, "uint8", reduce_range=rr) as builder:
                 graphs["int8-uint8"] = builder.build()
                 graphs["int8-uint8-stem-float"] = builder.build(builder.stem_nodes)
                 ref_calib = precision.run_probs(g, calib, max(thread_counts))
@@ -366,14 +375,16 @@ def main() -> None:
                         cache.write_text(json.dumps(mixed_info["ranking"]))
                     if mixed is not None:
                         graphs["int8-uint8-mixed"] = mixed
-            with precision.Int8Builder(g, calib, "uint8", calibration="percentile") as builder:
+            with precision.Int8Builder(g, calib, "uint8", reduce_range=rr, calibration="percentile") as builder:
                 graphs["int8-uint8-percentile"] = builder.build()
             qat_record = None
             if args.qat_steps:
                 progress.update(task, terms=f"{arch}: int8 fine-tuning on {len(deploy)} deployment frames")
-                tuned = qat.finetune(fused_model, deploy, "uint8", steps=args.qat_steps, progress=progress)
+                tuned = qat.finetune(fused_model, deploy, "uint8", steps=args.qat_steps, reduce_range=rr,
+                                     float_stem=True, progress=progress)
                 qat_record = tuned.record
-                graphs["int8-uint8-qat"] = precision.to_int8(onnx_export.graph_of(tuned.model), calib, "uint8")
+                graphs["int8-uint8-qat"] = precision.to_int8(onnx_export.graph_of(tuned.model), calib, "uint8",
+                                                             reduce_range=rr, float_stem=True)
             progress.update(task, terms=f"{arch}: agreement on {len(held)} held-out frames")
             probs = {v: precision.run_probs(m, held, max(thread_counts)) for v, m in graphs.items()}
             ref = probs["fp32"]

@@ -48,6 +48,9 @@ def register(app: typer.Typer) -> None:
                                           "fine-tuning steps before quantizing — the weights taught to reproduce "
                                           "fp32 through int8 rounding on the calibration frames (minutes on a CPU; "
                                           "0: plain post-training quantization)."),
+        int8_float_stem: bool = typer.Option(False, "--int8-float-stem", help="int8: keep each source's first "
+                                             "convolution float32 as well as the linear head — the depth enters "
+                                             "at full precision instead of in 8-bit steps; slower."),
         auto_min_agreement: float = typer.Option(0.99, "--auto-min-agreement", min=0.0, max=1.0,
                                                  help="--precision auto: minimum top-1 agreement with fp32 on "
                                                  "the calibration frames."),
@@ -74,7 +77,7 @@ def register(app: typer.Typer) -> None:
 
         cfg = ExportConfig(model=model, out=out, format=fmt, precision=precision, calib=calib, modality=modality,
                            calib_frames=calib_frames, threshold=threshold, int8_activations=int8_activations,
-                           int8_finetune=int8_finetune,
+                           int8_finetune=int8_finetune, int8_float_stem=int8_float_stem,
                            auto_min_agreement=auto_min_agreement, auto_max_prob_error=auto_max_prob_error,
                            auto_backend=auto_backend,
                            auto_threads=auto_threads,

@@ -3,12 +3,14 @@ runtime backend it will be deployed with, check it against fp32, keep the fastes
 
 Candidates (most exact first): ``fp32``; ``fp16``; ``int8`` (symmetric activations, TensorRT's form);
 ``int8-uint8`` (asymmetric uint8 activations, onnxruntime's QLinearConv kernels; export/precision.py);
-``int8-uint8-qat`` (the uint8 form of the model fine-tuned through int8 rounding to reproduce fp32 on the
-calibration frames, ``qat.finetune``: ``FINETUNE_STEPS`` steps, minutes on a CPU; checked on the same frames, three
-quarters of which it trained on, so its agreement there is optimistic — the fine-tuning itself keeps only weights
-that beat plain quantization on the quarter it held aside); ``int8-uint8-mixed`` (the uint8 form with its most
-sensitive convolutions kept float32, as few as reach the tolerance on the calibration frames:
-``precision.mixed_int8``). The last two are built only when plain int8-uint8 misses the tolerance. Each is
+``int8-uint8-stem-float`` (the same with each source's first convolution float32: the depth enters the network at
+full precision); ``int8-uint8-qat`` (the stem-float form of the model fine-tuned through int8 rounding to
+reproduce fp32 on the calibration frames, ``qat.finetune``: ``FINETUNE_STEPS`` steps, minutes on a CPU; checked
+on the same frames, three quarters of which it trained on, so its agreement there is optimistic — the fine-tuning
+itself keeps only weights that beat plain quantization on the quarter it held aside); ``int8-uint8-mixed`` (the
+uint8 form with its most sensitive convolutions kept float32, as few as reach the tolerance on the calibration
+frames: ``precision.mixed_int8``). Every int8 candidate keeps the linear head float32 (``Int8Builder``'s
+``float_head``). The last two are built only when neither plain uint8 candidate meets the tolerance. Each is
 written with its card to a temporary .onnx, opened through ``runtime.backends.open_backend`` and
 
 - checked: every calibration frame at batch 1 (the live loop's batch) through the backend, against the fp32
@@ -44,14 +46,24 @@ class Candidate:
     int8_activations: str | None = None  # int8 | uint8 for int8 graphs
     mixed: bool = False  # the most sensitive layers kept float32 (precision.mixed_int8)
     finetune: bool = False  # quantization-aware fine-tuning on the calibration frames first (export/qat.py)
+    float_stem: bool = False  # each source's first convolution kept float32 (precision.Int8Builder)
+
+    @property
+    def float_layers(self) -> list[str]:
+        """The layers an int8 candidate keeps float32 (the card's ``int8_float_layers``)."""
+        return ["stem", "head"] if self.float_stem else ["head"]
 
 
 #: --precision auto's fine-tuning steps for the int8-uint8-qat candidate
 FINETUNE_STEPS = 200
 
 CANDIDATES = (Candidate("fp32", "fp32"), Candidate("fp16", "fp16"), Candidate("int8", "int8", "int8"),
-              Candidate("int8-uint8", "int8", "uint8"), Candidate("int8-uint8-qat", "int8", "uint8", finetune=True),
+              Candidate("int8-uint8", "int8", "uint8"),
+              Candidate("int8-uint8-stem-float", "int8", "uint8", float_stem=True),
+              Candidate("int8-uint8-qat", "int8", "uint8", finetune=True, float_stem=True),
               Candidate("int8-uint8-mixed", "int8", "uint8", mixed=True))
+#: the candidates whose meeting the tolerance makes the slow ones (fine-tuning, mixed precision) unnecessary
+PLAIN_UINT8 = ("int8-uint8", "int8-uint8-stem-float")
 
 
 @dataclass
@@ -139,16 +151,19 @@ def _build(candidate: Candidate, fp32_graph, frames, reference=None, min_agreeme
         from socketedge.export import qat
 
         tuned = qat.finetune(fused, frames, candidate.int8_activations, steps=FINETUNE_STEPS, reduce_range=rr,
-                             progress=progress)
+                             float_stem=candidate.float_stem, progress=progress)
         graph = onnx_export.graph_of(tuned.model)
-        return precision.to_int8(graph, frames, candidate.int8_activations, reduce_range=rr), tuned.record
+        return precision.to_int8(graph, frames, candidate.int8_activations, reduce_range=rr,
+                                 float_stem=candidate.float_stem), tuned.record
     if candidate.precision == "fp32":
         return fp32_graph, None
     if candidate.precision == "fp16":  # a copy: the converter may edit the graph it is given
         return precision.to_fp16(type(fp32_graph).FromString(fp32_graph.SerializeToString())), None
     if not candidate.mixed:
-        return precision.to_int8(fp32_graph, frames, candidate.int8_activations, reduce_range=rr), None
-    with precision.Int8Builder(fp32_graph, frames, candidate.int8_activations, reduce_range=rr) as builder:
+        return precision.to_int8(fp32_graph, frames, candidate.int8_activations, reduce_range=rr,
+                                 float_stem=candidate.float_stem), None
+    with precision.Int8Builder(fp32_graph, frames, candidate.int8_activations, reduce_range=rr,
+                               float_stem=candidate.float_stem) as builder:
         return precision.mixed_int8(builder, frames, reference, min_agreement=min_agreement,
                                     max_prob_error=max_prob_error)
 
@@ -202,10 +217,10 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
             for c in candidates:
                 m = Measured(c.name, c.precision, c.int8_activations)
                 measured.append(m)
-                plain = next((p for p in measured if p.name == "int8-uint8"), None)
-                if (c.mixed or c.finetune) and plain is not None and plain.agreement is not None and \
-                        within_tolerance(plain.agreement, plain.mean_tv, min_agreement, max_prob_error):
-                    m.skipped = "not built: int8-uint8 already within the tolerance"
+                plain = next((p for p in measured if p.name in PLAIN_UINT8 and p.agreement is not None and
+                              within_tolerance(p.agreement, p.mean_tv, min_agreement, max_prob_error)), None)
+                if (c.mixed or c.finetune) and plain is not None:
+                    m.skipped = f"not built: {plain.name} already within the tolerance"
                     advance(2)
                     continue
                 step(f"building {c.name}" + (" (per-layer sensitivity)" if c.mixed else "")
@@ -237,6 +252,8 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                     candidate_card.extra["int8_activations"] = c.int8_activations
                 if c.int8_activations == "uint8":
                     candidate_card.extra["int8_weight_bits"] = weight_bits
+                if c.precision == "int8":
+                    candidate_card.extra["int8_float_layers"] = c.float_layers
                 if m.float_nodes:
                     candidate_card.extra["int8_float_nodes"] = m.float_nodes
                 if m.finetune:

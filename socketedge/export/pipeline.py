@@ -41,6 +41,8 @@ class ExportConfig(BaseModel):
     int8_activations: str = "int8"  # int8 (symmetric; TensorRT) | uint8 (asymmetric; onnxruntime's int8 kernels)
     # int8: quantization-aware fine-tuning steps on the calibration frames before quantizing (export/qat.py); 0: off
     int8_finetune: int = Field(0, ge=0)
+    # int8: keep each source's first convolution float32 too (the linear head always is; precision.Int8Builder)
+    int8_float_stem: bool = False
     # --precision auto: minimum top-1 agreement with fp32 on the calibration frames, and how candidates are timed
     auto_min_agreement: float = Field(0.99, ge=0, le=1)
     # --precision auto: largest mean total-variation distance to fp32's probabilities (export/auto.py)
@@ -158,6 +160,9 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                           "fp32|fp16|int8 (TensorRT picks its kernels when it builds the engine)")
     if auto and cfg.int8_activations != "int8":
         raise ConfigError("--precision auto tries both int8 activation forms itself; drop --int8-activations")
+    if cfg.int8_float_stem and (auto or prec.name != "int8"):
+        raise ConfigError("--int8-float-stem is for --precision int8 graphs (--precision auto tries a stem-float "
+                          "candidate itself)")
     if cfg.int8_finetune and (auto or prec.name != "int8"):
         raise ConfigError("--int8-finetune fine-tunes for an int8 graph: pass --precision int8 (--precision auto "
                           "tries a fine-tuned candidate itself when plain int8 misses its tolerance)")
@@ -217,6 +222,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         progress.advance(stages)
         stage("choosing precision" if auto else f"{prec.name} graph")
         activations, auto_record, finetune_record = cfg.int8_activations, None, None
+        float_stem = cfg.int8_float_stem
         if auto:
             from socketedge.export import auto as auto_precision
             from socketedge.export.formats import PRECISIONS
@@ -228,6 +234,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
                 warmup=cfg.auto_warmup, iters=cfg.auto_iters, progress=progress)
             graph, prec, auto_record = choice.graph, PRECISIONS.get(choice.candidate.precision), choice.record
             activations = choice.candidate.int8_activations or activations
+            float_stem = choice.candidate.float_stem
             if choice.candidate.finetune:
                 finetune_record = next(c["finetune"] for c in auto_record["candidates"]
                                        if c["name"] == choice.candidate.name)
@@ -236,11 +243,12 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         elif prec.name == "int8" and cfg.int8_finetune:
             from socketedge.export import qat
 
-            tuned = qat.finetune(fused, frames, activations, steps=cfg.int8_finetune, progress=progress)
+            tuned = qat.finetune(fused, frames, activations, steps=cfg.int8_finetune, float_stem=float_stem,
+                                 progress=progress)
             finetune_record = tuned.record
-            graph = precision.to_int8(onnx_export.graph_of(tuned.model), frames, activations)
+            graph = precision.to_int8(onnx_export.graph_of(tuned.model), frames, activations, float_stem=float_stem)
         elif prec.name == "int8":
-            graph = precision.to_int8(graph, frames, activations)
+            graph = precision.to_int8(graph, frames, activations, float_stem=float_stem)
         progress.advance(stages)
         stage("checking")
         onnx_export.check(graph)
@@ -254,8 +262,8 @@ def export_model(cfg: ExportConfig) -> ExportResult:
     card.extra.update({
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
         "calibration": data, "format": fmt.name,
-        **({"int8_activations": activations, "int8_weight_bits": _weight_bits(activations, auto_record)}
-           if prec.name == "int8" else {}),
+        **({"int8_activations": activations, "int8_weight_bits": _weight_bits(activations, auto_record),
+            "int8_float_layers": ["stem", "head"] if float_stem else ["head"]} if prec.name == "int8" else {}),
         **({"precision_auto": auto_record} if auto_record else {}),
         **({"int8_finetune": finetune_record} if finetune_record else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,

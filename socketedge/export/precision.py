@@ -39,6 +39,7 @@ from socketedge.export.frames import as_batch
 from socketedge.export.metadata import INPUT_NAME, OUTPUT_PROBS
 
 COMPUTE_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+HEAD_OPS = {"Gemm", "MatMul"}
 INT8_OPS = ["Conv", "Gemm", "MatMul"]
 
 
@@ -212,10 +213,17 @@ class Int8Builder:
     network body, 7-bit weights: onnxruntime's QLinearConv kernels on CPUs). The preprocessing and the softmax /
     ζ-mixing stay float32 in both (module docstring). ``reduce_range`` overrides the form's weight range (7-bit
     for uint8, 8-bit for int8); ``calibration``: onnxruntime's MinMax, Percentile (99.999)
-    or Entropy (KL over an ENTROPY_BINS histogram) ranges."""
+    or Entropy (KL over an ENTROPY_BINS histogram) ranges.
+
+    ``float_head`` (default) keeps the linear layers after the pooling float32 (``head_nodes``): a negligible share
+    of the work, and the 8-bit rounding of the pooled features they read was the single most damaging activation
+    quantization on the NTU depth classifiers (README, "Precision on CPUs"). ``float_stem`` keeps each source's
+    first convolution float32 too (``stem_nodes``): the depth enters it at full precision instead of in ~2 cm
+    8-bit steps, at a real cost in speed (the stem is one of the larger convolutions)."""
 
     def __init__(self, model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
-                 reduce_range: bool | None = None, calibration: str = "minmax"):
+                 reduce_range: bool | None = None, calibration: str = "minmax", float_head: bool = True,
+                 float_stem: bool = False):
         if activations not in INT8_ACTIVATIONS:
             raise ValueError(f"activations must be one of {INT8_ACTIVATIONS}, got {activations!r}")
         if calibration not in CALIBRATIONS:
@@ -237,10 +245,15 @@ class Int8Builder:
         self.keep_float = float32_regions(prepared)  # names every node; computed on the graph being quantized
         onnx.save_model(prepared, str(self._pre))
         kept = set(self.keep_float)
+        #: each source's stem: the convolutions that read the preprocessed frame directly
+        self.stem_nodes = stem_nodes(prepared, kept)
+        #: the linear layers (Gemm / MatMul: the heads after the pooling), a negligible share of the work
+        self.head_nodes = [n.name for n in prepared.graph.node if n.op_type in HEAD_OPS and n.name not in kept]
+        self.float_layers = [*(["stem"] if float_stem else []), *(["head"] if float_head else [])]
+        self.keep_float += [*(self.stem_nodes if float_stem else []), *(self.head_nodes if float_head else [])]
+        kept = set(self.keep_float)
         #: the convolutions / matrix products that get quantized, in graph order (mixed precision picks from these)
         self.compute_nodes = [n.name for n in prepared.graph.node if n.op_type in COMPUTE_OPS and n.name not in kept]
-        #: of those, each source's stem: the ones that read the preprocessed frame directly
-        self.stem_nodes = stem_nodes(prepared, kept)
         self._all_nodes = [n.name for n in prepared.graph.node]
 
     def build(self, keep_float: Iterable[str] = (), only: str | None = None) -> onnx.ModelProto:
@@ -304,10 +317,10 @@ class Int8Builder:
 
 def to_int8(model: onnx.ModelProto, frames: list[np.ndarray], activations: str = "int8",
             reduce_range: bool | None = None, calibration: str = "minmax",
-            keep_float: Iterable[str] = ()) -> onnx.ModelProto:
+            keep_float: Iterable[str] = (), float_head: bool = True, float_stem: bool = False) -> onnx.ModelProto:
     """Static QDQ quantization of a float32 graph calibrated on ``frames`` (``Int8Builder``), with the nodes
     ``keep_float`` also left float32."""
-    with Int8Builder(model, frames, activations, reduce_range, calibration) as builder:
+    with Int8Builder(model, frames, activations, reduce_range, calibration, float_head, float_stem) as builder:
         return builder.build(keep_float)
 
 

@@ -75,13 +75,17 @@ def test_uint8_activations_for_onnxruntime_cpu(exported, target_dir):
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     probs = session.run(None, {INPUT_NAME: np.stack(frames[:4])[:, None]})[0]
     assert probs.shape == (4, 4) and np.allclose(probs.sum(1), 1, atol=1e-3)
-    # what onnxruntime's optimizer makes of it: every convolution / Gemm an int8 kernel, no float fallback, and
-    # the preprocessing and the softmax still float: Q/DQ only after the normalisation, around the global pooling
-    # (a float ReduceMean) and before the softmax
+    # what onnxruntime's optimizer makes of it: every convolution an int8 kernel, the linear head float32 (the
+    # default float_head), and the preprocessing and the softmax still float: one Q after the normalisation, one DQ
+    # before the global pooling (a float ReduceMean) that feeds the head
+    convs, gemms = (sum(n.op_type == op for n in fp32.graph.node) for op in ("Conv", "Gemm"))
     census = kernel_census(model.SerializeToString())
-    assert census.float_fallback == 0 and census.quantized == sum(
-        n.op_type in ("Conv", "Gemm") for n in fp32.graph.node), census
-    assert census.ops.get("QuantizeLinear") == 2 and census.ops.get("DequantizeLinear") == 2, census
+    assert census.quantized == convs and census.float_fallback == gemms == 2, census
+    assert census.ops.get("QuantizeLinear") == 1 and census.ops.get("DequantizeLinear") == 1, census
+    # the head quantized too: no float compute left, a Q/DQ pair around the pooling and one before the softmax
+    whole = kernel_census(to_int8(fp32, frames, activations="uint8", float_head=False).SerializeToString())
+    assert whole.float_fallback == 0 and whole.quantized == convs + gemms, whole
+    assert whole.ops.get("QuantizeLinear") == 2 and whole.ops.get("DequantizeLinear") == 2, whole
     times = op_times_ms(model.SerializeToString(), frames[0][None, None], runs=2, warmup=1)
     assert "QLinearConv" in times and "Conv" not in times and all(t >= 0 for t in times.values())
     ops = [n.op_type for n in model.graph.node if n.op_type != "DequantizeLinear"]
@@ -106,7 +110,7 @@ def test_mixed_precision_keeps_the_most_sensitive_layers_float(trained_bundle):
 
     g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
     ref = precision.run_probs(g, frames)
-    with precision.Int8Builder(g, frames, "uint8") as builder:
+    with precision.Int8Builder(g, frames, "uint8", float_head=False) as builder:
         assert len(builder.compute_nodes) == 5  # 3 convolutions, the bottleneck and the classifier
         ranking = precision.layer_sensitivity(builder, frames[:8], ref[:8])
         assert [n for n, _ in ranking] != [] and sorted(n for n, _ in ranking) == sorted(builder.compute_nodes)
@@ -155,7 +159,7 @@ def test_entropy_calibration_clips_ranges_minmax_keeps(trained_bundle):
     g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
     minmax = _activation_scales(precision.to_int8(g, frames, "uint8"))
     entropy = _activation_scales(precision.to_int8(g, frames, "uint8", calibration="entropy"))
-    assert entropy.keys() == minmax.keys() and len(minmax) >= 5
+    assert entropy.keys() == minmax.keys() and len(minmax) >= 4  # the input and each convolution's output
     assert all(entropy[t] <= minmax[t] * (1 + 1e-6) for t in minmax)
     assert sum(entropy[t] < 0.99 * minmax[t] for t in minmax) >= 1
 
@@ -166,7 +170,7 @@ def test_stem_nodes_read_the_preprocessed_frame_and_can_stay_float(trained_bundl
     from socketedge.export import precision
 
     g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
-    with precision.Int8Builder(g, frames[:8], "uint8") as builder:
+    with precision.Int8Builder(g, frames[:8], "uint8", float_head=False) as builder:
         assert builder.stem_nodes == builder.compute_nodes[:1]  # one source: its first convolution only
         assert precision.stem_nodes(g) == builder.stem_nodes
         kept = builder.build(builder.stem_nodes)
@@ -186,7 +190,7 @@ def test_a_layer_kept_float_between_int8_layers_runs_float(trained_bundle):
     from socketedge.export import precision
 
     g, frames = _fp32_graph(trained_bundle), calibration_frames(trained_bundle)
-    with precision.Int8Builder(g, frames[:8], "uint8") as builder:
+    with precision.Int8Builder(g, frames[:8], "uint8", float_head=False) as builder:
         middle = builder.compute_nodes[1]
         graph = builder.build([middle])
     producers = {o: n for n in graph.graph.node for o in n.output}
@@ -195,3 +199,20 @@ def test_a_layer_kept_float_between_int8_layers_runs_float(trained_bundle):
     census = kernel_census(graph.SerializeToString())
     assert census.float_fallback == 1 and census.quantized == 4, census
     assert "Conv" in op_times_ms(graph.SerializeToString(), frames[0][None, None], runs=1, warmup=0)
+
+
+def test_export_int8_float_stem(cli, trained_bundle, tmp_path):
+    """--int8-float-stem: the stem convolution reads the float depth and runs float, the head is float as always,
+    every other convolution an int8 kernel; the card says which layers stayed float. Only for int8 graphs."""
+    out = tmp_path / "stem.onnx"
+    result = cli("export", trained_bundle, "--out", out, "--precision", "int8", "--int8-activations", "uint8",
+                 "--int8-float-stem")
+    assert result.exit_code == 0, result.stderr
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    card = ModelCard.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    assert card.extra["int8_float_layers"] == ["stem", "head"] and card.extra["int8_activations"] == "uint8"
+    census = kernel_census(str(out))
+    assert census.quantized == 2 and census.float_fallback == 3, census  # 3 convolutions, 2 linear layers
+    refused = cli("export", trained_bundle, "--out", tmp_path / "f.onnx", "--int8-float-stem")
+    assert refused.exit_code == 1 and "--precision int8" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -18,8 +18,9 @@ from socketedge.runtime.backends import register_backend
 from socketedge.runtime.onnx_backend import OnnxRuntimeBackend
 
 # seconds per inference of each candidate in the stub: int8-uint8 clearly the fastest, then int8
-TIMES = {"fp32": 0.02, "fp16": 0.03, "int8": 0.01, "int8-uint8": 0.002, "int8-uint8-qat": 0.002,
-         "int8-uint8-mixed": 0.004}
+TIMES = {"fp32": 0.02, "fp16": 0.03, "int8": 0.01, "int8-uint8": 0.002, "int8-uint8-stem-float": 0.004,
+         "int8-uint8-qat": 0.004, "int8-uint8-mixed": 0.004}
+UINT8 = {"int8-uint8", "int8-uint8-stem-float", "int8-uint8-qat", "int8-uint8-mixed"}
 CORRUPT: set[str] = set()  # candidates whose stub answers with the wrong class (the tolerance test)
 # candidates whose stub keeps every top-1 class but flattens the probabilities towards uniform (p → 0.4 p + 0.6 / C,
 # a monotone map): perfect agreement, wrong probabilities — what top-1 agreement alone would accept
@@ -30,6 +31,8 @@ def candidate_of(card: ModelCard) -> str:
     if card.extra.get("int8_activations") == "uint8":
         if card.extra.get("int8_finetune"):
             return "int8-uint8-qat"
+        if "stem" in card.extra.get("int8_float_layers", ()):
+            return "int8-uint8-stem-float"
         return "int8-uint8-mixed" if card.extra.get("int8_float_nodes") else "int8-uint8"
     return card.precision
 
@@ -122,7 +125,9 @@ def test_auto_picks_the_clearly_faster_variant(trained_bundle, tmp_path, cli):
     assert record["chosen"] == "int8-uint8", record
     assert result.passed and result.card.precision == "int8" and result.card.extra["int8_activations"] == "uint8"
     by_name = {c["name"]: c for c in record["candidates"]}
-    assert set(by_name) == {"fp32", "fp16", "int8", "int8-uint8", "int8-uint8-qat", "int8-uint8-mixed"}
+    assert set(by_name) == {"fp32", "fp16", "int8"} | UINT8
+    assert result.card.extra["int8_float_layers"] == ["head"]
+    assert by_name["int8-uint8-stem-float"]["median_ms"] > by_name["int8-uint8"]["median_ms"]
     # plain int8-uint8 is within the tolerance, so neither fine-tuning nor a mixed-precision search is made
     for name in ("int8-uint8-qat", "int8-uint8-mixed"):
         assert by_name.pop(name)["verdict"] == "not built: int8-uint8 already within the tolerance"
@@ -146,7 +151,7 @@ def test_auto_picks_the_clearly_faster_variant(trained_bundle, tmp_path, cli):
 
 
 def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
-    CORRUPT.update({"int8-uint8", "int8-uint8-qat", "int8-uint8-mixed"})
+    CORRUPT.update(UINT8)
     try:  # the tiny test model's int8 moves ~0.05 of probability mass: a looser bound, so int8 qualifies
         result = _auto(trained_bundle, tmp_path / "auto.onnx", auto_max_prob_error=0.1)
     finally:
@@ -163,7 +168,7 @@ def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
 
 
 def test_auto_rejects_a_variant_with_good_agreement_but_wrong_probabilities(trained_bundle, tmp_path):
-    FLATTEN.update({"int8-uint8", "int8-uint8-qat", "int8-uint8-mixed"})
+    FLATTEN.update(UINT8)
     try:
         result = _auto(trained_bundle, tmp_path / "auto.onnx", auto_max_prob_error=0.1)
     finally:
