@@ -51,7 +51,9 @@ class Candidate:
     @property
     def float_layers(self) -> list[str]:
         """The layers an int8 candidate keeps float32 (the card's ``int8_float_layers``)."""
-        return ["stem", "head"] if self.float_stem else ["head"]
+        from socketedge.export.precision import float_layers
+
+        return float_layers(self.float_stem)
 
 
 #: --precision auto's fine-tuning steps for the int8-uint8-qat candidate

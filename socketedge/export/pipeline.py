@@ -263,7 +263,7 @@ def export_model(cfg: ExportConfig) -> ExportResult:
         "exporter": f"torch.onnx dynamo (torch {torch.__version__})", "opset": onnx_export.opset_of(graph),
         "calibration": data, "format": fmt.name,
         **({"int8_activations": activations, "int8_weight_bits": _weight_bits(activations, auto_record),
-            "int8_float_layers": ["stem", "head"] if float_stem else ["head"]} if prec.name == "int8" else {}),
+            "int8_float_layers": precision.float_layers(float_stem)} if prec.name == "int8" else {}),
         **({"precision_auto": auto_record} if auto_record else {}),
         **({"int8_finetune": finetune_record} if finetune_record else {}),
         "fuse": [{"batchnorm_folded": f.batchnorm_folded, "batchnorm_left": f.batchnorm_left,

@@ -14,8 +14,9 @@
     Conv followed by ReLU stays a float Conv with DequantizeLinear on its weights at every run — slower than
     fp32 (saved optimized graph and per-node profile: ``benchmarks/export_latency.py``).
   - ``uint8`` (onnxruntime on CPUs): asymmetric uint8 activations and every op of the network body quantized
-    (Conv, Add, pooling, Gemm, …; the float regions above excluded by name), so the ReLUs fold into the Qs and the
-    optimizer fuses each DQ → Conv → Q into a QLinearConv (u8×s8 kernels; residual Adds become QLinearAdd).
+    (Conv, Add, Mul, …; the float regions above and the linear head excluded by name: ``Int8Builder``), so the
+    ReLUs fold into the Qs and the optimizer fuses each DQ → Conv → Q into a QLinearConv (u8×s8 kernels; residual
+    Adds become QLinearAdd).
     Weights use ``reduce_range`` (7-bit): x86 CPUs with AVX2 or AVX-512 but no VNNI multiply u8×s8 with
     VPMADDUBSW, whose 16-bit pair sums saturate with full-range weights (onnxruntime's quantization docs; on one
     NTU frame it brought the probabilities 2.5–19× closer to fp32 for resnet18 / Lite0 / MobileNetV3). On VNNI
@@ -190,6 +191,11 @@ def stem_nodes(model: onnx.ModelProto, float_region: set[str] | None = None) -> 
 DOT_PRODUCT_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
 
 
+def float_layers(float_stem: bool = False, float_head: bool = True) -> list[str]:
+    """The layer groups an int8 graph keeps float32, as cards record them (``int8_float_layers``)."""
+    return [*(["stem"] if float_stem else []), *(["head"] if float_head else [])]
+
+
 def reduce_range_for(cpu: dict) -> bool:
     """Whether the uint8 form's weights should stay 7-bit on ``cpu`` (``cpu_features()``): yes unless it has a
     non-saturating dot product. For a graph that runs where it is built (``--precision auto``); an export made
@@ -249,7 +255,7 @@ class Int8Builder:
         self.stem_nodes = stem_nodes(prepared, kept)
         #: the linear layers (Gemm / MatMul: the heads after the pooling), a negligible share of the work
         self.head_nodes = [n.name for n in prepared.graph.node if n.op_type in HEAD_OPS and n.name not in kept]
-        self.float_layers = [*(["stem"] if float_stem else []), *(["head"] if float_head else [])]
+        self.float_layers = float_layers(float_stem, float_head)
         self.keep_float += [*(self.stem_nodes if float_stem else []), *(self.head_nodes if float_head else [])]
         kept = set(self.keep_float)
         #: the convolutions / matrix products that get quantized, in graph order (mixed precision picks from these)
