@@ -5,17 +5,18 @@ Candidates (most exact first): ``fp32``; ``fp16``; ``int8`` (symmetric activatio
 ``int8-uint8`` (asymmetric uint8 activations, onnxruntime's QLinearConv kernels; export/precision.py);
 ``int8-uint8-stem-float`` (the same with each source's first convolution float32: the depth enters the network at
 full precision); ``int8-uint8-qat`` (the stem-float form of the model fine-tuned through int8 rounding to
-reproduce fp32 on the calibration frames, ``qat.finetune``: ``FINETUNE_STEPS`` steps, minutes on a CPU; checked
-on the same frames, three quarters of which it trained on, so its agreement there is optimistic — the fine-tuning
-itself keeps only weights that beat plain quantization on the quarter it held aside); ``int8-uint8-mixed`` (the
-uint8 form with its most sensitive convolutions kept float32, as few as reach the tolerance on the calibration
-frames: ``precision.mixed_int8``). Every int8 candidate keeps the linear head float32 (``Int8Builder``'s
-``float_head``). The last two are built only when neither plain uint8 candidate meets the tolerance. Each is
-written with its card to a temporary .onnx, opened through ``runtime.backends.open_backend`` and
+reproduce fp32 on the calibration frames, ``qat.finetune``: ``FINETUNE_STEPS`` steps, minutes on a CPU; it trains
+on three quarters of them and is checked only on the quarter it held aside, so its agreement is measured on fewer
+frames but not on frames it learned); ``int8-uint8-mixed`` (the uint8 form with its most sensitive convolutions
+kept float32, as few as reach the tolerance on the calibration frames: ``precision.mixed_int8``). Every int8
+candidate keeps the linear head float32 (``Int8Builder``'s ``float_head``). The last two are built only when
+neither plain uint8 candidate meets the tolerance. Each is written with its card to a temporary .onnx, opened
+through ``runtime.backends.open_backend`` and
 
-- checked: every calibration frame at batch 1 (the live loop's batch) through the backend, against the fp32
-  PyTorch fused model: top-1 agreement, and the mean total-variation distance between the probability vectors
-  (½ Σ_k |Δp_k| per frame, averaged: the probability mass the candidate moves; 0 identical, 1 disjoint);
+- checked: every calibration frame (the fine-tuned candidate: those it held aside) at batch 1 (the live loop's
+  batch) through the backend, against the fp32 PyTorch fused model: top-1 agreement, and the mean
+  total-variation distance between the probability vectors (½ Σ_k |Δp_k| per frame, averaged: the probability
+  mass the candidate moves; 0 identical, 1 disjoint);
 - timed: ``runtime.bench.time_interleaved`` on one calibration frame, all candidates round-robin in one run.
 
 The choice (``choose``): a candidate qualifies when its top-1 agreement reaches ``min_agreement`` AND its mean
@@ -79,6 +80,7 @@ class Measured:
     max_abs: float | None = None  # largest |Δp| over frames and classes
     mean_tv: float | None = None  # mean over frames of ½ Σ_k |Δp_k| (total-variation distance)
     confident_agreement: float | None = None  # top-1 agreement where fp32's top p ≥ precision.CONFIDENT
+    check_frames: int | None = None  # calibration frames the check used (fine-tuned: only those it held aside)
     kernels: str | None = None  # onnxruntime CPU kernel census of the optimized graph (int8 candidates)
     error: str | None = None  # why it could not be built / opened / run
     skipped: str | None = None  # why it was not built (not needed, or no mix reaches the tolerance)
@@ -272,7 +274,11 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
                     continue
                 opened[c.name] = b
                 probs = np.concatenate([b.infer(f)[0] for f in x])
-                for key, value in prob_errors(probs, reference).items():
+                check = list(range(len(frames)))
+                if m.finetune and m.finetune.get("held_aside"):  # judged only on frames it was not trained on
+                    check = m.finetune["held_aside"]
+                m.check_frames = len(check)
+                for key, value in prob_errors(probs[check], reference[check]).items():
                     setattr(m, key, value)
                 advance()
             step(f"timing {len(opened)} candidates side by side")

@@ -417,6 +417,8 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
               "float_head": float_head, "steps": steps, "lr": lr, "batch": batch,
               "mix": mix,
               "train_frames": len(train_idx), "held_aside_frames": len(val_idx),
+              # which of ``frames`` were never trained on (None when there were too few to hold any aside)
+              "held_aside": val_idx if set(val_idx).isdisjoint(train_idx) else None,
               "quantized_tensors": len(acts), "quantized_weights": len(weights),
               "before": before, "after": best, "kept_step": best_step, "history": history}
     return QATResult(tuned.eval(), record)

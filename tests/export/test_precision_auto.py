@@ -160,6 +160,10 @@ def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
     by_name = {c["name"]: c for c in record["candidates"]}
     assert by_name["int8-uint8"]["verdict"].startswith("rejected: top-1 agreement")
     assert record["chosen"] == "int8" and result.card.extra["int8_activations"] == "int8"
+    # the fine-tuned candidate was built (no plain one qualified) and judged only on the frames it held aside
+    qat = by_name["int8-uint8-qat"]
+    assert qat["finetune"]["held_aside"] == [0, 4] and qat["check_frames"] == 2
+    assert by_name["int8-uint8"]["check_frames"] == 8
     # no reduced precision allowed to differ at all, and int8 differing a little: fp32 is kept
     strict = _auto(trained_bundle, tmp_path / "strict.onnx", auto_min_agreement=1.0, auto_max_prob_error=0.1)
     chosen = strict.card.extra["precision_auto"]["chosen"]
