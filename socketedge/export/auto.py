@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.export.precision import prob_errors, within_tolerance
+from socketedge.export.precision import float_layers, prob_errors, within_tolerance
 
 MARGIN = 0.05  # a less exact candidate must be more than 5% faster (by median) to be preferred
 MAX_PROB_ERROR = 0.02  # default bound on the mean total-variation distance to fp32's probabilities
@@ -52,8 +52,6 @@ class Candidate:
     @property
     def float_layers(self) -> list[str]:
         """The layers an int8 candidate keeps float32 (the card's ``int8_float_layers``)."""
-        from socketedge.export.precision import float_layers
-
         return float_layers(self.float_stem)
 
 

@@ -255,7 +255,6 @@ class Int8Builder:
         self.stem_nodes = stem_nodes(prepared, kept)
         #: the linear layers (Gemm / MatMul: the heads after the pooling), a negligible share of the work
         self.head_nodes = [n.name for n in prepared.graph.node if n.op_type in HEAD_OPS and n.name not in kept]
-        self.float_layers = float_layers(float_stem, float_head)
         self.keep_float += [*(self.stem_nodes if float_stem else []), *(self.head_nodes if float_head else [])]
         kept = set(self.keep_float)
         #: the convolutions / matrix products that get quantized, in graph order (mixed precision picks from these)
