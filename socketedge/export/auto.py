@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from socketedge.export.precision import float_layers, prob_errors, within_tolerance
+from socketedge.export.precision import float_layers, near_ties, prob_errors, within_tolerance
 
 MARGIN = 0.05  # a less exact candidate must be more than 5% faster (by median) to be preferred
 MAX_PROB_ERROR = 0.02  # default bound on the mean total-variation distance to fp32's probabilities
@@ -133,6 +133,17 @@ def choose(measured: list[Measured], min_agreement: float, max_prob_error: float
                   f"median) with {100 * chosen.agreement:.2f}% top-1 agreement (≥ {100 * min_agreement:.2f}%) and "
                   f"mean probability error {chosen.mean_tv:.4f} (≤ {max_prob_error:.4f})")
     return chosen, reason
+
+
+def tie_note(ties: int, frames: int, measured: list[Measured], min_agreement: float, max_prob_error: float) -> str:
+    """A note for the reason when a candidate was rejected on top-1 agreement while more of the check frames are
+    fp32 near-ties (``ties``: ``precision.near_ties`` at the probability bound) than the agreement bound lets
+    flip: such a frame's top-1 can change within the probability bound, so the rejection may say more about the
+    classifier's confidence than about the candidate."""
+    if ties <= frames * (1 - min_agreement) or not any(m.verdict.startswith("rejected: top-1") for m in measured):
+        return ""
+    return (f"; note: {ties} of {frames} check frames are fp32 near-ties (top-2 probabilities closer than the "
+            f"{max_prob_error:g} probability bound), more than --min-agreement {100 * min_agreement:g}% lets flip")
 
 
 @dataclass
@@ -296,8 +307,11 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
     if classes == 1:
         reason += (f"; note: fp32 predicts one class on all {len(frames)} check frames, so top-1 agreement is "
                    "uninformative here and the probability bound decides")
+    ties = near_ties(reference, max_prob_error)
+    reason += tie_note(ties, len(frames), measured, min_agreement, max_prob_error)
     record = {"chosen": chosen.name, "reason": reason, "min_agreement": min_agreement,
-              "max_prob_error": max_prob_error, "reference_classes": classes, "margin": MARGIN,
+              "max_prob_error": max_prob_error, "reference_classes": classes, "reference_near_ties": ties,
+              "margin": MARGIN,
               "backend": backend, "backend_detail": described, "threads": used_threads,
               "frame": list(timing_frame.shape[-2:]), "batch": 1, "warmup": warmup, "iters": iters,
               "agreement_frames": len(frames), "cpu": cpu, "uint8_weight_bits": weight_bits,

@@ -351,6 +351,16 @@ def prob_errors(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | N
             "confident_agreement": float(same[confident].mean()) if confident.any() else None}
 
 
+def near_ties(reference: np.ndarray, margin: float) -> int:
+    """How many frames of ``reference`` (N, C probabilities) have their top two classes closer than ``margin``:
+    frames whose top-1 a graph ``margin`` away from fp32 in probability can flip. Where they exceed the flips
+    ``--min-agreement`` allows, no reduced precision may pass however close it is (README, int8)."""
+    if reference.shape[1] < 2:
+        return 0
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    return int((top2[:, 1] - top2[:, 0] < margin).sum())
+
+
 def within_tolerance(agreement: float, mean_tv: float, min_agreement: float, max_prob_error: float) -> bool:
     """Whether a reduced-precision graph is close enough to fp32: both bounds hold."""
     return agreement >= min_agreement and mean_tv <= max_prob_error

@@ -102,6 +102,24 @@ def test_prob_errors():
     assert e["confident_agreement"] == pytest.approx(2 / 3)  # all three have top p ≥ 0.5
 
 
+def test_near_ties_and_the_note_they_give_a_rejection():
+    from socketedge.export.auto import tie_note
+    from socketedge.export.precision import near_ties
+
+    ref = np.array([[0.50, 0.49, 0.01], [0.9, 0.05, 0.05], [0.34, 0.33, 0.33], [0.6, 0.1, 0.3]])
+    assert near_ties(ref, 0.02) == 2 and near_ties(ref, 0.5) == 3 and near_ties(ref, 0.005) == 0
+    assert near_ties(np.ones((3, 1)), 0.02) == 0  # one class: nothing to tie with
+    cands = [measured("fp32", 50, precision="fp32"), measured("int8-uint8", 10, agreement=0.75)]
+    choose(cands, 0.99)
+    note = tie_note(2, 4, cands, 0.99, 0.02)
+    assert "2 of 4 check frames are fp32 near-ties" in note and "--min-agreement 99%" in note
+    assert tie_note(0, 4, cands, 0.99, 0.02) == ""  # no ties: the rejection stands on its own
+    assert tie_note(2, 400, cands, 0.99, 0.02) == ""  # fewer ties than the 4 flips 99% of 400 allows
+    cands = [measured("fp32", 50, precision="fp32"), measured("int8-uint8", 10)]
+    choose(cands, 0.99)  # nothing rejected on agreement: nothing to explain
+    assert tie_note(2, 4, cands, 0.99, 0.02) == ""
+
+
 def test_choose_prefers_the_more_exact_candidate_within_the_margin():
     cands = [measured("fp32", 50, precision="fp32"), measured("int8-uint8", 48.5)]
     chosen, reason = choose(cands, 0.99)
@@ -164,6 +182,7 @@ def test_auto_respects_the_accuracy_tolerance(trained_bundle, tmp_path):
     qat = by_name["int8-uint8-qat"]
     assert qat["finetune"]["held_aside"] == [0, 4] and qat["check_frames"] == 2
     assert by_name["int8-uint8"]["check_frames"] == 8
+    assert 0 <= record["reference_near_ties"] <= 8
     # no reduced precision allowed to differ at all, and int8 differing a little: fp32 is kept
     strict = _auto(trained_bundle, tmp_path / "strict.onnx", auto_min_agreement=1.0, auto_max_prob_error=0.1)
     chosen = strict.card.extra["precision_auto"]["chosen"]
