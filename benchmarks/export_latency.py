@@ -305,8 +305,8 @@ def main() -> None:
                     "BatchNorm at --size)")
     ap.add_argument("--train-noise-mm", type=float, default=0.0, help="sensor-noise augmentation of the "
                     "whole-network training: Gaussian depth noise of up to this many mm at 1 m, growing with the "
-                    "square of the distance (depth_noise; 0: none). 4 was tried: it leaves the classifiers as "
-                    "fragile and int8 no closer to fp32 (README)")
+                    "square of the distance (depth_noise; 0: none). 4 was tried: it made neither classifier "
+                    "more stable under noise nor int8 closer to fp32 (README)")
     ap.add_argument("--min-agreement", type=float, default=0.99, help="auto's and mixed precision's tolerance")
     ap.add_argument("--max-prob-error", type=float, default=0.02, help="mean total-variation distance bound")
     ap.add_argument("--work", type=Path, default=Path("runs/export_latency"), help="trained classifiers and "

@@ -354,7 +354,8 @@ def prob_errors(probs: np.ndarray, reference: np.ndarray) -> dict[str, float | N
 def near_ties(reference: np.ndarray, margin: float) -> int:
     """How many frames of ``reference`` (N, C probabilities) have their top two classes closer than ``margin``:
     frames whose top-1 a graph ``margin`` away from fp32 in probability can flip. Where they exceed the flips
-    ``--min-agreement`` allows, no reduced precision may pass however close it is (README, int8)."""
+    ``--min-agreement`` allows, even a graph within that probability bound can fail the agreement bound (README,
+    int8)."""
     if reference.shape[1] < 2:
         return 0
     top2 = np.sort(reference, axis=1)[:, -2:]
