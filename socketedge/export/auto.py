@@ -311,8 +311,7 @@ def select(fused, fp32_graph, frames: list[np.ndarray], card, *, min_agreement: 
     reason += tie_note(ties, len(frames), measured, min_agreement, max_prob_error)
     record = {"chosen": chosen.name, "reason": reason, "min_agreement": min_agreement,
               "max_prob_error": max_prob_error, "reference_classes": classes, "reference_near_ties": ties,
-              "margin": MARGIN,
-              "backend": backend, "backend_detail": described, "threads": used_threads,
+              "margin": MARGIN, "backend": backend, "backend_detail": described, "threads": used_threads,
               "frame": list(timing_frame.shape[-2:]), "batch": 1, "warmup": warmup, "iters": iters,
               "agreement_frames": len(frames), "cpu": cpu, "uint8_weight_bits": weight_bits,
               "candidates": [m.to_dict() for m in measured]}

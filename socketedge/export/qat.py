@@ -414,8 +414,7 @@ def finetune(fused: FusedModel, frames: list[np.ndarray], activations: str = "ui
     tuned = copy.deepcopy(fused)
     tuned.branches = nn.ModuleList([strip(s) for s in students])
     record = {"activations": activations, "weight_max": form.weight_max, "float_stem": float_stem,
-              "float_head": float_head, "steps": steps, "lr": lr, "batch": batch,
-              "mix": mix,
+              "float_head": float_head, "steps": steps, "lr": lr, "batch": batch, "mix": mix,
               "train_frames": len(train_idx), "held_aside_frames": len(val_idx),
               # which of ``frames`` were never trained on (None when there were too few to hold any aside)
               "held_aside": val_idx if set(val_idx).isdisjoint(train_idx) else None,
